@@ -1,0 +1,221 @@
+"""Every error the hub reports, as one tree.
+
+Each class carries a stable machine-readable ``code`` and an HTTP ``status``; one place
+(:mod:`hub.problems`) renders them as RFC 9457 problem details. Subclasses override class
+attributes only. Foreign exceptions (aiohttp, httpx, redis, aio-pika, SQLAlchemy, jwt) are
+translated at the module boundary with ``raise ... from exc`` and never escape it.
+
+    HubError
+    ├── ConfigError                     (invalid_configuration, 422)
+    ├── RequestRejected                 (bad_request, 400)
+    │   ├── InvalidPath                 (invalid_path, 400)
+    │   ├── PayloadTooLarge             (payload_too_large, 413)
+    │   ├── HeadersTooLarge             (headers_too_large, 431)
+    │   ├── UriTooLong                  (uri_too_long, 414)
+    │   └── InvalidHeader               (invalid_header, 400)
+    ├── NotFound                        (not_found, 404)
+    │   └── RouteNotFound               (route_not_found, 404)
+    ├── MethodNotAllowed                (method_not_allowed, 405)
+    ├── Unauthorized                    (unauthorized, 401)
+    ├── Forbidden                       (forbidden, 403)
+    ├── Conflict                        (conflict, 409)
+    ├── UpstreamError                   (upstream_error, 502)
+    │   ├── UpstreamUnavailable         (upstream_unavailable, 503)
+    │   │   ├── CircuitOpen             (circuit_open, 503)
+    │   │   └── UpstreamOverloaded      (upstream_overloaded, 503)
+    │   ├── UpstreamConnectError        (upstream_connect_failed, 502)
+    │   ├── UpstreamTimeout             (upstream_timeout, 504)
+    │   └── UpstreamProtocolError       (upstream_protocol_error, 502)
+    ├── ServiceUnavailable              (service_unavailable, 503)
+    │   └── ShuttingDown                (shutting_down, 503)
+    └── BackendUnavailable              (backend_unavailable, 503)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BackendUnavailable",
+    "CircuitOpen",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "HeadersTooLarge",
+    "HubError",
+    "InvalidHeader",
+    "InvalidPath",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "RequestRejected",
+    "RouteNotFound",
+    "ServiceUnavailable",
+    "ShuttingDown",
+    "Unauthorized",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamOverloaded",
+    "UpstreamProtocolError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "UriTooLong",
+]
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.detail = detail or self.title
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.detail)
+
+
+class ConfigError(HubError):
+    """A configuration document is invalid; ``issues`` lists every finding."""
+
+    code = "invalid_configuration"
+    status = 422
+    title = "Invalid configuration"
+
+    def __init__(self, issues: list[str], *, detail: str | None = None) -> None:
+        self.issues = list(issues)
+        super().__init__(
+            detail or "; ".join(self.issues) or self.title, extra={"errors": self.issues}
+        )
+
+
+class RequestRejected(HubError):
+    code = "bad_request"
+    status = 400
+    title = "Bad request"
+
+
+class InvalidPath(RequestRejected):
+    code = "invalid_path"
+    title = "Invalid request path"
+
+
+class PayloadTooLarge(RequestRejected):
+    code = "payload_too_large"
+    status = 413
+    title = "Request body too large"
+
+
+class HeadersTooLarge(RequestRejected):
+    code = "headers_too_large"
+    status = 431
+    title = "Request headers too large"
+
+
+class UriTooLong(RequestRejected):
+    code = "uri_too_long"
+    status = 414
+    title = "Request URI too long"
+
+
+class InvalidHeader(RequestRejected):
+    code = "invalid_header"
+    title = "Invalid request header"
+
+
+class NotFound(HubError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class RouteNotFound(NotFound):
+    code = "route_not_found"
+    title = "No route matches this request"
+
+
+class MethodNotAllowed(HubError):
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+
+class Unauthorized(HubError):
+    code = "unauthorized"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(HubError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class Conflict(HubError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class UpstreamError(HubError):
+    code = "upstream_error"
+    status = 502
+    title = "Upstream error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+    status = 503
+    title = "No healthy upstream target"
+
+
+class CircuitOpen(UpstreamUnavailable):
+    code = "circuit_open"
+    title = "Upstream circuit is open"
+
+
+class UpstreamOverloaded(UpstreamUnavailable):
+    code = "upstream_overloaded"
+    title = "Upstream concurrency limit reached"
+
+
+class UpstreamConnectError(UpstreamError):
+    code = "upstream_connect_failed"
+    title = "Could not connect to the upstream"
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+    status = 504
+    title = "Upstream timed out"
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_protocol_error"
+    title = "Upstream answered with an invalid response"
+
+
+class ServiceUnavailable(HubError):
+    code = "service_unavailable"
+    status = 503
+    title = "Service unavailable"
+
+
+class ShuttingDown(ServiceUnavailable):
+    code = "shutting_down"
+    title = "The hub is shutting down"
+
+
+class BackendUnavailable(HubError):
+    code = "backend_unavailable"
+    status = 503
+    title = "A back-end service is unavailable"

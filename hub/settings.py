@@ -1,0 +1,162 @@
+"""The hub's settings: one typed object, built once from ``HUB_*`` environment variables.
+
+Nothing else in the hub reads ``os.environ``. An unset back-end URL means the embedded back-end:
+SQLite for the database, in-process for rate limits, config fan-out and events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from hub.errors import ConfigError
+
+__all__ = ["PROJECT_ROOT", "Settings"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError([f"{name}: {raw!r} is not an integer"]) from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError([f"{name}: {raw!r} is not a number"]) from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError([f"{name}: {raw!r} is not a boolean"])
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[_Network, ...]:
+    raw = env.get(name, "")
+    nets: list[_Network] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError([f"{name}: {part!r} is not an IP address or network"]) from None
+    return tuple(nets)
+
+
+def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
+    raw = env.get(name)
+    return Path(raw).resolve() if raw else default
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Everything the hub is configured with at start-up."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    environment: str = "development"
+    database_url: str = ""
+    redis_url: str | None = None
+    amqp_url: str | None = None
+    policies_dir: Path = PROJECT_ROOT / "policies"
+    contracts_dir: Path = PROJECT_ROOT / "contracts"
+    data_dir: Path = PROJECT_ROOT / "var"
+    trusted_proxies: tuple[_Network, ...] = ()
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_header_bytes: int = 16 * 1024
+    max_url_length: int = 4096
+    log_level: str = "info"
+    log_json: bool = True
+    access_log: bool = True
+    shutdown_grace_seconds: float = 20.0
+    config_poll_seconds: float = 5.0
+    admin_token_sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build the settings from ``HUB_*`` variables (``os.environ`` when not given)."""
+        env = os.environ if environ is None else environ
+        data_dir = _path(env, "HUB_DATA_DIR", PROJECT_ROOT / "var")
+        admin_token = env.get("HUB_ADMIN_TOKEN") or None
+        settings = cls(
+            host=env.get("HUB_HOST", "127.0.0.1"),
+            port=_int(env, "HUB_PORT", 8080),
+            workers=_int(env, "HUB_WORKERS", 1),
+            environment=env.get("HUB_ENV", "development"),
+            database_url=env.get("HUB_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir}/hub.db",
+            redis_url=env.get("HUB_REDIS_URL") or None,
+            amqp_url=env.get("HUB_AMQP_URL") or None,
+            policies_dir=_path(env, "HUB_POLICIES_DIR", PROJECT_ROOT / "policies"),
+            contracts_dir=_path(env, "HUB_CONTRACTS_DIR", PROJECT_ROOT / "contracts"),
+            data_dir=data_dir,
+            trusted_proxies=_networks(env, "HUB_TRUSTED_PROXIES"),
+            max_body_bytes=_int(env, "HUB_MAX_BODY_BYTES", 8 * 1024 * 1024),
+            max_header_bytes=_int(env, "HUB_MAX_HEADER_BYTES", 16 * 1024),
+            max_url_length=_int(env, "HUB_MAX_URL_LENGTH", 4096),
+            log_level=env.get("HUB_LOG_LEVEL", "info").lower(),
+            log_json=_bool(env, "HUB_LOG_JSON", True),
+            access_log=_bool(env, "HUB_ACCESS_LOG", True),
+            shutdown_grace_seconds=_float(env, "HUB_SHUTDOWN_GRACE_SECONDS", 20.0),
+            config_poll_seconds=_float(env, "HUB_CONFIG_POLL_SECONDS", 5.0),
+            # The admin token is kept only as its digest; the clear value is dropped here.
+            admin_token_sha256=(
+                hashlib.sha256(admin_token.encode()).hexdigest() if admin_token else None
+            ),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the variable."""
+        problems: list[str] = []
+        if not 0 < self.port < 65536:
+            problems.append(f"HUB_PORT: {self.port} is not a TCP port")
+        if self.workers < 1:
+            problems.append("HUB_WORKERS: must be at least 1")
+        for name in ("max_body_bytes", "max_header_bytes", "max_url_length"):
+            if getattr(self, name) <= 0:
+                problems.append(f"HUB_{name.upper()}: must be positive")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            problems.append("HUB_REDIS_URL: must start with redis://, rediss:// or unix://")
+        if self.amqp_url and not self.amqp_url.startswith(("amqp://", "amqps://")):
+            problems.append("HUB_AMQP_URL: must start with amqp:// or amqps://")
+        if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            problems.append(
+                "HUB_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        if problems:
+            raise ConfigError(problems)
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields changed (used by the CLI and tests)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
