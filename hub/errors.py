@@ -19,6 +19,7 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     ├── Unauthorized                    (unauthorized, 401)
     ├── Forbidden                       (forbidden, 403)
     ├── Conflict                        (conflict, 409)
+    ├── RateLimited                     (rate_limited, 429)
     ├── UpstreamError                   (upstream_error, 502)
     │   ├── UpstreamUnavailable         (upstream_unavailable, 503)
     │   │   ├── CircuitOpen             (circuit_open, 503)
@@ -48,6 +49,7 @@ __all__ = [
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "RequestRejected",
     "RouteNotFound",
     "ServiceUnavailable",
@@ -164,6 +166,12 @@ class Conflict(HubError):
     code = "conflict"
     status = 409
     title = "Conflict"
+
+
+class RateLimited(HubError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
 
 
 class UpstreamError(HubError):

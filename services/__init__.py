@@ -1,1 +1,1 @@
-"""services package."""
+"""Domain services behind the hub; each is its own Litestar app and process."""

@@ -15,6 +15,7 @@ __all__ = [
     "ConfigDocument",
     "HealthCheckSpec",
     "ProductSpec",
+    "RateLimitSpec",
     "RetrySpec",
     "RouteSpec",
     "TargetSpec",
@@ -88,6 +89,16 @@ class RetrySpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimitSpec:
+    """GCRA limit: ``rate`` requests per ``period`` seconds with ``burst`` extra, keyed per IP or route."""
+
+    rate: int
+    period: float = 1.0
+    burst: int = 0
+    key: Literal["ip", "route"] = "ip"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteSpec:
     """One route: what it matches and where it sends the request.
 
@@ -109,6 +120,7 @@ class RouteSpec:
     timeouts: TimeoutSpec = field(default_factory=TimeoutSpec)
     retries: RetrySpec = field(default_factory=RetrySpec)
     max_body_bytes: int | None = None
+    rate_limit: RateLimitSpec | None = None
     product: str | None = None
     version: int | None = None
     order: int = 0

@@ -1,0 +1,246 @@
+"""The hub's own endpoints (health, metrics, catalog, admin) as one Litestar app.
+
+Documented at ``/schema``. Proxied traffic never passes through here: :mod:`hub.asgi` sends it
+to the data plane (:mod:`hub.gateway`) before Litestar sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from litestar import Controller, Litestar, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
+
+from hub import __version__
+from hub.catalog import catalog_entry, openapi_document
+from hub.config.loader import document_from_raw
+from hub.db.config_store import StoredVersion
+from hub.errors import NotFound, ServiceUnavailable, Unauthorized
+from hub.ops.metrics import CONTENT_TYPE
+from hub.problems import problem_details_plugin
+from hub.runtime import Runtime
+
+__all__ = ["build_litestar"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionSummary:
+    """A stored configuration version, without its document."""
+
+    version: int
+    checksum: str
+    created_at: datetime
+    created_by: str
+    comment: str
+    based_on: int | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionDetail(VersionSummary):
+    """A stored configuration version with its whole document."""
+
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublishRequest:
+    """A whole configuration document to validate and make active."""
+
+    document: dict[str, Any]
+    comment: str = ""
+    based_on: int | None = field(
+        default=None, metadata={"description": "the active version this edit started from"}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivateRequest:
+    """Roll back (or forward) to a stored version."""
+
+    based_on: int | None = None
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValidationResult:
+    valid: bool
+    checksum: str
+    routes: int
+    upstreams: int
+
+
+def _summary(stored: StoredVersion) -> VersionSummary:
+    return VersionSummary(
+        version=stored.version,
+        checksum=stored.checksum,
+        created_at=stored.created_at,
+        created_by=stored.created_by,
+        comment=stored.comment,
+        based_on=stored.based_on,
+        active=stored.active,
+    )
+
+
+def _detail(stored: StoredVersion) -> VersionDetail:
+    return VersionDetail(**{f: getattr(stored, f) for f in VersionDetail.__dataclass_fields__})
+
+
+def _admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Bearer admin token until identity lands: compared by digest, in constant time."""
+    runtime: Runtime = connection.app.state.runtime
+    expected = runtime.settings.admin_token_sha256
+    challenge = {"WWW-Authenticate": 'Bearer realm="hub-admin"'}
+    if expected is None:
+        raise Unauthorized("the admin API is disabled: set HUB_ADMIN_TOKEN", headers=challenge)
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("an admin bearer token is required", headers=challenge)
+    digest = hashlib.sha256(token.strip().encode()).hexdigest()
+    if not hmac.compare_digest(digest, expected):
+        raise Unauthorized("the admin token is not valid", headers=challenge)
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+class AdminConfigController(Controller):
+    """Configuration versions: list, read, validate, publish, roll back."""
+
+    path = "/admin/api/config"
+    guards = [_admin_guard]
+    tags = ["admin"]
+    dependencies = {"runtime": Provide(_runtime, sync_to_thread=False)}
+
+    @get("/versions")
+    async def list_versions(self, runtime: Runtime, limit: int = 50) -> list[VersionSummary]:
+        assert runtime.store is not None
+        return [_summary(v) for v in await runtime.store.history(limit=max(1, min(limit, 500)))]
+
+    @get("/versions/{version:int}")
+    async def get_version(self, runtime: Runtime, version: int) -> VersionDetail:
+        assert runtime.store is not None
+        stored = await runtime.store.get(version)
+        if stored is None:
+            raise NotFound(f"configuration version {version} does not exist")
+        return _detail(stored)
+
+    @get("/active")
+    async def get_active(self, runtime: Runtime) -> VersionDetail:
+        assert runtime.store is not None
+        stored = await runtime.store.active()
+        if stored is None:
+            raise NotFound("no configuration version is active")
+        return _detail(stored)
+
+    @post("/validate", status_code=HTTP_200_OK)
+    async def validate(self, data: dict[str, Any]) -> ValidationResult:
+        document = document_from_raw(data)
+        return ValidationResult(
+            valid=True,
+            checksum=document.checksum,
+            routes=len(document.routes),
+            upstreams=len(document.upstreams),
+        )
+
+    @post("/versions", status_code=HTTP_201_CREATED)
+    async def publish(self, runtime: Runtime, data: PublishRequest) -> VersionSummary:
+        stored = await runtime.publish(
+            data.document,
+            author="admin-token",
+            comment=data.comment,
+            expected_active=data.based_on,
+        )
+        return _summary(stored)
+
+    @post("/versions/{version:int}/activate", status_code=HTTP_200_OK)
+    async def activate(self, runtime: Runtime, version: int, data: ActivateRequest) -> VersionSummary:
+        stored = await runtime.activate(version, author="admin-token", expected_active=data.based_on)
+        return _summary(stored)
+
+
+class CatalogController(Controller):
+    """Managed API products and their OpenAPI documents."""
+
+    path = "/api/catalog"
+    tags = ["catalog"]
+    dependencies = {"runtime": Provide(_runtime, sync_to_thread=False)}
+
+    @get("/")
+    async def catalog(self, runtime: Runtime) -> dict[str, Any]:
+        snapshot = runtime.snapshot
+        if snapshot is None:
+            raise ServiceUnavailable("the configuration is not loaded yet")
+        return {
+            "config_version": snapshot.version,
+            "products": [catalog_entry(p) for p in snapshot.document.products],
+        }
+
+    @get("/{product:str}/{version:str}/openapi.json")
+    async def openapi(self, runtime: Runtime, product: str, version: str) -> dict[str, Any]:
+        snapshot = runtime.snapshot
+        if snapshot is None:
+            raise ServiceUnavailable("the configuration is not loaded yet")
+        number = version.removeprefix("v")
+        for spec in snapshot.document.products:
+            if spec.id == product and number.isdigit() and spec.version == int(number):
+                return openapi_document(runtime.settings.contracts_dir, spec)
+        raise NotFound(f"no product {product!r} version {version!r} in the catalog")
+
+
+@get("/healthz", tags=["operations"], sync_to_thread=False)
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@get("/readyz", tags=["operations"])
+async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """Ready when the configuration is loaded and every configured back-end answers."""
+    checks = await _runtime(request).readiness()
+    ready = all(c.ok for c in checks)
+    body = {
+        "status": "ready" if ready else "not_ready",
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+    }
+    return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@get("/metrics", tags=["operations"], sync_to_thread=False, media_type=CONTENT_TYPE)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus metrics of this process."""
+    return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE)
+
+
+def build_litestar(runtime: Runtime) -> Litestar:
+    """The Litestar app for the hub's own endpoints; its lifespan starts and stops the runtime."""
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.aclose()
+
+    app = Litestar(
+        route_handlers=[healthz, readyz, metrics, CatalogController, AdminConfigController],
+        plugins=[problem_details_plugin()],
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="The hub", version=__version__, path="/schema"),
+        debug=False,
+    )
+    app.state.runtime = runtime
+    return app

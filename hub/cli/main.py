@@ -1,0 +1,271 @@
+"""The ``hub`` command: serve, migrate, manage configuration versions, run the demo system."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from collections.abc import Awaitable, Callable
+from types import FrameType
+from typing import Annotated, TypeVar
+
+import typer
+import uvicorn
+
+from hub.asgi import HubApp, create_app
+from hub.config.loader import load_directory
+from hub.db.config_store import ConfigStore
+from hub.db.engine import create_engine
+from hub.db.migrate import migrate
+from hub.errors import ConfigError, HubError
+from hub.settings import PROJECT_ROOT, Settings
+
+__all__ = ["app", "main"]
+
+T = TypeVar("T")
+
+app = typer.Typer(help="The hub: integration hub and API gateway.", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration documents and versions.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"error: {issue}", err=True)
+        raise typer.Exit(2) from None
+
+
+class _DrainingServer(uvicorn.Server):
+    """Marks the hub as draining on the first signal, so new requests get 503 and readiness fails."""
+
+    def __init__(self, config: uvicorn.Config, hub: HubApp) -> None:
+        super().__init__(config)
+        self._hub = hub
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._hub.runtime.draining = True
+        super().handle_exit(sig, frame)
+
+
+def _uvicorn_config(settings: Settings, app_obj: object, workers: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app_obj,  # type: ignore[arg-type]
+        factory=workers > 1,
+        host=settings.host,
+        port=settings.port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # the hub writes its own structured access log
+        server_header=False,
+        date_header=True,
+        proxy_headers=False,  # X-Forwarded-* are judged by the hub against HUB_TRUSTED_PROXIES
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+        timeout_keep_alive=30,
+        log_config=None,
+        log_level=settings.log_level if settings.log_level != "debug" else "debug",
+    )
+
+
+def _serve(settings: Settings, workers: int) -> None:
+    if workers > 1:
+        # Each worker builds its own app from the same HUB_* environment.
+        uvicorn.Server(_uvicorn_config(settings, "hub.asgi:create_app", workers)).run()
+        return
+    hub = create_app(settings)
+    _DrainingServer(_uvicorn_config(settings, hub, 1), hub).run()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides HUB_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides HUB_PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="Overrides HUB_WORKERS")] = None,
+) -> None:
+    """Serve the hub (gateway, admin API, catalog, health and metrics)."""
+    settings = _settings()
+    overrides: dict[str, object] = {}
+    if host:
+        overrides["host"] = host
+    if port:
+        overrides["port"] = port
+    if overrides:
+        settings = settings.with_overrides(**overrides)
+    _serve(settings, workers or settings.workers)
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Bring the database schema up to date (SQLite or PostgreSQL)."""
+    settings = _settings()
+    try:
+        asyncio.run(migrate(settings.database_url))
+    except HubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"database is up to date ({_safe_url(settings.database_url)})")
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if at and ":" in creds:
+        return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+@config_app.command("validate")
+def config_validate(
+    path: Annotated[Path, typer.Argument(help="A folder of policy documents (YAML)")],
+) -> None:
+    """Check a configuration folder: schema and semantic errors, each with file and JSON path."""
+    try:
+        document = load_directory(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(issue, err=True)
+        typer.echo(f"{len(exc.issues)} error(s)", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"ok: {len(document.upstreams)} upstream(s), {len(document.routes)} route(s), "
+        f"{len(document.products)} product(s); checksum {document.checksum[:12]}"
+    )
+
+
+async def _with_store(settings: Settings, action: Callable[[ConfigStore], Awaitable[T]]) -> T:
+    engine = create_engine(settings.database_url)
+    try:
+        return await action(ConfigStore(engine))
+    finally:
+        await engine.dispose()
+
+
+@config_app.command("publish")
+def config_publish(
+    path: Annotated[Path, typer.Argument(help="A folder of policy documents (YAML)")],
+    comment: Annotated[str, typer.Option(help="Why this change")] = "",
+    based_on: Annotated[int | None, typer.Option(help="Refuse if the active version is not this")] = None,
+) -> None:
+    """Store a configuration folder as a new version and make it active (replicas follow)."""
+    settings = _settings()
+    try:
+        document = load_directory(path)
+        stored = asyncio.run(
+            _with_store(
+                settings,
+                lambda store: store.publish(
+                    document.raw,
+                    checksum=document.checksum,
+                    author="cli",
+                    comment=comment,
+                    expected_active=based_on,
+                ),
+            )
+        )
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(issue, err=True)
+        raise typer.Exit(1) from None
+    except HubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"published version {stored.version} (checksum {stored.checksum[:12]})")
+
+
+@config_app.command("history")
+def config_history(limit: int = 20) -> None:
+    """List stored configuration versions, newest first."""
+    settings = _settings()
+    versions = asyncio.run(_with_store(settings, lambda store: store.history(limit=limit)))
+    for v in versions:
+        mark = "*" if v.active else " "
+        typer.echo(f"{mark} {v.version:>5}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.created_by:<16} {v.comment}")
+
+
+@config_app.command("rollback")
+def config_rollback(version: int) -> None:
+    """Make a stored version active again."""
+    settings = _settings()
+    try:
+        stored = asyncio.run(
+            _with_store(settings, lambda store: store.activate(version, author="cli"))
+        )
+    except HubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"version {stored.version} is active")
+
+
+def _wait_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback URL we built
+                if response.status < 500:
+                    return True
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+    return False
+
+
+@app.command()
+def dev(
+    echo_ports: Annotated[str, typer.Option(help="Ports of the demo echo upstreams")] = "9101,9102",
+) -> None:
+    """Run the whole demo system on embedded defaults: echo upstreams and the hub."""
+    settings = _settings()
+    asyncio.run(migrate(settings.database_url))
+    children: list[subprocess.Popen[bytes]] = []
+    for index, port in enumerate(p.strip() for p in echo_ports.split(",") if p.strip()):
+        children.append(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "services.echo", "--port", port, "--name", f"echo-{index + 1}"],
+                cwd=PROJECT_ROOT,
+            )
+        )
+    try:
+        for port in echo_ports.split(","):
+            if not _wait_http(f"http://127.0.0.1:{port.strip()}/healthz", 15):
+                typer.echo(f"error: the echo upstream on port {port} did not start", err=True)
+                raise typer.Exit(1)
+        base = f"http://{settings.host}:{settings.port}"
+        typer.echo(
+            "\n".join(
+                [
+                    "",
+                    "The hub is starting on embedded defaults (SQLite, in-process limiter and bus).",
+                    f"  gateway      {base}/api/echo/v1/items/42",
+                    f"  catalog      {base}/api/catalog",
+                    f"  API docs     {base}/schema",
+                    f"  health       {base}/healthz   {base}/readyz",
+                    f"  metrics      {base}/metrics",
+                    f"  admin API    {base}/admin/api/config/versions"
+                    + ("  (Authorization: Bearer $HUB_ADMIN_TOKEN)" if settings.admin_token_sha256 else ""),
+                    "Press Ctrl-C to stop.",
+                    "",
+                ]
+            )
+        )
+        _serve(settings, 1)
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=10)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,51 @@
+"""The active configuration compiled into one immutable object, swapped atomically.
+
+A request reads ``runtime.snapshot`` once and uses only that object, so it is served by exactly
+one configuration version even while a publish swaps in the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from hub.config.model import ConfigDocument
+from hub.ratelimit.base import Limit
+from hub.routing.table import RouteTable
+from hub.upstream.pool import UpstreamPool
+
+__all__ = ["Snapshot", "compile_snapshot"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """Everything a request needs from the configuration, for one version."""
+
+    version: int
+    document: ConfigDocument
+    table: RouteTable
+    pools: Mapping[str, UpstreamPool]
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+    version_label: str = ""
+
+
+def compile_snapshot(
+    version: int, document: ConfigDocument, pools: Mapping[str, UpstreamPool]
+) -> Snapshot:
+    """Compile a validated document (and its live pools) into a snapshot."""
+    limits = {
+        route.id: Limit(
+            rate=route.rate_limit.rate, period=route.rate_limit.period, burst=route.rate_limit.burst
+        )
+        for route in document.routes
+        if route.rate_limit is not None
+    }
+    return Snapshot(
+        version=version,
+        document=document,
+        table=RouteTable.compile(document.routes),
+        pools=MappingProxyType({spec.id: pools[spec.id] for spec in document.upstreams}),
+        limits=MappingProxyType(limits),
+        version_label=str(version),
+    )

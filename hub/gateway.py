@@ -1,0 +1,209 @@
+"""The data plane: a pure ASGI app that takes a request from the edge to its upstream.
+
+request id → size limits → path normalisation → route match → rate limit → upstream call →
+response → metrics and access log. Every refusal is problem JSON with a stable code. The
+configuration snapshot is read once per request, so one version serves it from start to end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from hub.errors import (
+    BackendUnavailable,
+    HeadersTooLarge,
+    HubError,
+    MethodNotAllowed,
+    RateLimited,
+    RouteNotFound,
+    ServiceUnavailable,
+    ShuttingDown,
+    UriTooLong,
+)
+from hub.problems import problem_body, problem_headers
+from hub.proxy.forward import ClientGone, Exchange, Forwarder, ResponseAborted
+from hub.proxy.headers import client_address, request_id_from
+from hub.ratelimit.base import Decision
+from hub.routing.normalise import normalise_path
+from hub.runtime import Runtime
+from hub.settings import Settings
+
+__all__ = ["Gateway"]
+
+Scope = dict[str, Any]
+
+access_log = structlog.get_logger("hub.access")
+log = structlog.get_logger("hub.gateway")
+
+_NO_ROUTE = "-"
+_CLIENT_CLOSED = 499  # nginx's convention for a client that left before the answer
+
+
+def _host(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"host":
+            host = value.decode("latin-1").lower()
+            if host.startswith("["):  # [v6]:port
+                return host.partition("]")[0] + "]"
+            return host.partition(":")[0]
+    return ""
+
+
+def _ratelimit_headers(decision: Decision, limit_period: float) -> list[tuple[str, str]]:
+    # IETF draft-ietf-httpapi-ratelimit-headers: one policy named "route".
+    reset = max(0, int(decision.reset_after + 0.999))
+    return [
+        ("RateLimit-Policy", f'"route";q={decision.limit};w={max(1, int(limit_period))}'),
+        ("RateLimit", f'"route";r={decision.remaining};t={reset}'),
+    ]
+
+
+class Gateway:
+    """ASGI callable serving every path that is not one of the hub's own endpoints."""
+
+    def __init__(self, runtime: Runtime, settings: Settings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.metrics = runtime.metrics
+        self.forward = Forwarder(max_body_bytes=settings.max_body_bytes)
+        self._trusted = settings.trusted_proxies
+        self._max_url = settings.max_url_length
+        self._max_headers = settings.max_header_bytes
+        self._access_log = settings.access_log
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        started = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = request_id_from(headers)
+        method: str = scope["method"]
+        snapshot = self.runtime.snapshot
+        client = scope.get("client")
+        peer = client[0] if client else ""
+        address, trusted_peer = client_address(peer, headers, self._trusted)
+        exchange = Exchange()
+        route_id = _NO_ROUTE
+        upstream_id = ""
+        status = 500
+        response_started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal response_started, status
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+            await send(message)
+
+        try:
+            if self.runtime.draining:
+                raise ShuttingDown(headers={"Connection": "close", "Retry-After": "1"})
+            if snapshot is None:
+                raise ServiceUnavailable("the configuration is not loaded yet")
+            raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+            if len(raw_path) + len(scope["query_string"]) > self._max_url:
+                raise UriTooLong(f"the request target is longer than {self._max_url} bytes")
+            if sum(len(n) + len(v) for n, v in headers) > self._max_headers:
+                raise HeadersTooLarge(f"the request headers exceed {self._max_headers} bytes")
+            path = normalise_path(raw_path)
+            host = _host(headers)
+            match = snapshot.table.match(method, host, path, headers)
+            if match is None:
+                allowed = snapshot.table.allowed_methods(host, path, headers)
+                if allowed:
+                    raise MethodNotAllowed(
+                        f"{method} is not allowed here",
+                        headers={"Allow": ", ".join(sorted(allowed))},
+                    )
+                raise RouteNotFound(f"no route for {method} {path}")
+            route = match.route
+            route_id = route.id
+            upstream_id = route.upstream
+            limit = snapshot.limits.get(route_id)
+            extra_headers: list[tuple[str, str]] = []
+            if limit is not None and self.runtime.limiter is not None:
+                key = f"{route_id}:{address if route.rate_limit and route.rate_limit.key == 'ip' else '*'}"
+                try:
+                    decision = await self.runtime.limiter.hit(key, limit)
+                except BackendUnavailable:
+                    # Until the limits issue brings per-policy fallbacks, the hub keeps serving.
+                    self.metrics.limiter_unavailable.inc()
+                else:
+                    extra_headers = _ratelimit_headers(decision, limit.period)
+                    if not decision.allowed:
+                        self.metrics.rate_limited.labels(route_id).inc()
+                        retry_after = str(max(1, int(decision.retry_after + 0.999)))
+                        raise RateLimited(
+                            f"rate limit reached; retry in {retry_after} s",
+                            headers={**dict(extra_headers), "Retry-After": retry_after},
+                        )
+            pool = snapshot.pools[upstream_id]
+            await self.forward(
+                scope,
+                receive,
+                _with_headers(tracking_send, extra_headers) if extra_headers else tracking_send,
+                match=match,
+                pool=pool,
+                path=path,
+                request_id=request_id,
+                peer=address,
+                trusted_peer=trusted_peer,
+                exchange=exchange,
+            )
+        except HubError as error:
+            if upstream_id and error.status >= 500:
+                self.metrics.upstream_errors.labels(upstream_id, error.code).inc()
+            if response_started:  # pragma: no cover - errors after start surface as aborts
+                raise
+            status = error.status
+            await self._problem(send, error, request_id, scope.get("path", ""))
+        except ClientGone:
+            status = _CLIENT_CLOSED
+        except ResponseAborted as exc:
+            log.warning("upstream.aborted", request_id=request_id, route=route_id, reason=str(exc))
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_request(route_id, method, status, elapsed)
+            if exchange.attempts:
+                self.metrics.observe_upstream(upstream_id, exchange.upstream_seconds)
+            if self._access_log:
+                access_log.info(
+                    "request",
+                    request_id=request_id,
+                    method=method,
+                    path=scope.get("path", ""),
+                    route=route_id,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                    upstream=upstream_id or None,
+                    target=exchange.target or None,
+                    attempts=exchange.attempts,
+                    client=address,
+                    consumer=None,
+                    config_version=snapshot.version if snapshot else None,
+                )
+
+    @staticmethod
+    async def _problem(send: Any, error: HubError, request_id: str, instance: str) -> None:
+        body = problem_body(error, request_id=request_id, instance=instance)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": error.status,
+                "headers": problem_headers(error, body, request_id),
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _with_headers(send: Any, extra: list[tuple[str, str]]) -> Any:
+    encoded = [(k.lower().encode(), v.encode()) for k, v in extra]
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *encoded]}
+        await send(message)
+
+    return wrapped

@@ -1,0 +1,156 @@
+"""Header rewriting between the client and the upstream.
+
+Hop-by-hop headers (RFC 9110 §7.6.1) and those named in ``Connection`` never cross the hub.
+``X-Forwarded-*`` from the client are believed only when the peer is a configured proxy; the
+request id is always the hub's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Sequence
+
+__all__ = [
+    "HOP_BY_HOP",
+    "client_address",
+    "request_id_from",
+    "response_headers",
+    "upstream_headers",
+]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+# Headers the hub owns on the way in: it sets them itself, whatever the client sent.
+_OWNED_IN = frozenset({b"x-request-id", b"host"})
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+# Set by the hub's own server on the way out (nginx hides these from upstreams too).
+_OWNED_OUT = frozenset({b"date", b"server", b"x-request-id"})
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def request_id_from(headers: Sequence[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` when well-formed, else a fresh random one."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return os.urandom(16).hex()
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    if not trusted or not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_address(
+    peer: str, headers: Sequence[tuple[bytes, bytes]], trusted: Sequence[Network]
+) -> tuple[str, bool]:
+    """The real client's address and whether the peer is a trusted proxy.
+
+    Behind trusted proxies the client is the right-most ``X-Forwarded-For`` entry that is not
+    itself a trusted proxy; anything a client wrote further left is not believed.
+    """
+    if not _is_trusted(peer, trusted):
+        return peer, False
+    chain: list[str] = []
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            chain.extend(p.strip() for p in value.decode("latin-1").split(","))
+    for hop in reversed(chain):
+        if hop and not _is_trusted(hop, trusted):
+            return hop, True
+    return peer, True
+
+
+def _connection_tokens(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    return frozenset(tokens)
+
+
+def upstream_headers(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    peer: str,
+    trusted_peer: bool,
+    scheme: str,
+    request_id: str,
+    preserve_host: bool,
+) -> tuple[list[tuple[str, str]], str | None]:
+    """Headers to send upstream, in order, repeats kept; and the Host to send (None = target's)."""
+    extra_hop = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else ()
+    out: list[tuple[str, str]] = []
+    host: str | None = None
+    forwarded_for: list[str] = []
+    forwarded_proto: str | None = None
+    forwarded_host: str | None = None
+    for name, value in headers:
+        if name in HOP_BY_HOP or name in extra_hop:
+            continue
+        if name in _OWNED_IN:
+            if name == b"host":
+                host = value.decode("latin-1")
+            continue
+        if name in _FORWARDED:
+            if trusted_peer:
+                text = value.decode("latin-1")
+                if name == b"x-forwarded-for":
+                    forwarded_for.append(text)
+                elif name == b"x-forwarded-proto":
+                    forwarded_proto = text
+                elif name == b"x-forwarded-host":
+                    forwarded_host = text
+                else:
+                    out.append(("forwarded", text))
+            continue
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
+    forwarded_for.append(peer)
+    out.append(("x-forwarded-for", ", ".join(forwarded_for)))
+    out.append(("x-forwarded-proto", forwarded_proto or scheme))
+    if forwarded_host or host:
+        out.append(("x-forwarded-host", forwarded_host or host or ""))
+    out.append(("x-request-id", request_id))
+    return out, (host if preserve_host else None)
+
+
+def response_headers(
+    raw: Sequence[tuple[bytes, bytes]], request_id: bytes
+) -> list[tuple[bytes, bytes]]:
+    """Upstream response headers for the client: hop-by-hop dropped, repeats kept."""
+    out: list[tuple[bytes, bytes]] = []
+    extra_hop: frozenset[bytes] = frozenset()
+    for name, value in raw:
+        lname = name.lower()
+        if lname == b"connection":
+            extra_hop = extra_hop | {t.strip().lower() for t in value.split(b",")}
+    for name, value in raw:
+        lname = name.lower()
+        if lname in HOP_BY_HOP or lname in _OWNED_OUT or lname in extra_hop:
+            continue
+        out.append((lname, value))
+    out.append((b"x-request-id", request_id))
+    return out

@@ -1,0 +1,199 @@
+"""The hub's live state: back-end clients, upstream pools, and the active configuration snapshot.
+
+Created once per process, started and closed by the app's lifespan. It owns every long-lived
+client (database engine, Redis, AMQP, aiohttp sessions) and hands them to their users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from hub.backends.events.base import EventBus
+from hub.backends.factory import build_event_bus, build_limiter, build_notifier
+from hub.backends.notifier.base import ConfigNotifier
+from hub.config.loader import document_from_raw, load_directory
+from hub.config.snapshot import Snapshot, compile_snapshot
+from hub.db.config_store import ConfigStore, StoredVersion
+from hub.db.engine import create_engine, ping
+from hub.db.migrate import migrate
+from hub.errors import BackendUnavailable, ConfigError, HubError
+from hub.ops.metrics import Metrics
+from hub.ratelimit.base import RateLimitStore
+from hub.settings import Settings
+from hub.upstream.registry import UpstreamRegistry
+
+__all__ = ["ReadinessCheck", "Runtime"]
+
+log = structlog.get_logger("hub.runtime")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReadinessCheck:
+    """One line of ``/readyz``."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+class Runtime:
+    """Everything the hub keeps alive between requests."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._snapshot: Snapshot | None = None
+        self.draining = False
+        self.registry = UpstreamRegistry()
+        self.engine: Any = None
+        self.store: ConfigStore | None = None
+        self.notifier: ConfigNotifier | None = None
+        self.events: EventBus | None = None
+        self.limiter: RateLimitStore | None = None
+        self._reload_lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    async def start(self) -> None:
+        """Connect back-ends, load the active configuration, start background work."""
+        settings = self.settings
+        if settings.embedded_database:
+            # Embedded runs just work: the SQLite schema is brought up to date on start.
+            await migrate(settings.database_url)
+        self.engine = create_engine(settings.database_url)
+        self.store = ConfigStore(self.engine)
+        self.limiter = build_limiter(settings)
+        self.notifier = build_notifier(settings)
+        self.events = build_event_bus(settings)
+        await self.notifier.start()
+        await self.events.start()
+        active = await self.store.active()
+        if active is None:
+            document = load_directory(settings.policies_dir)
+            seeded = await self.store.seed_if_empty(
+                document.raw, checksum=document.checksum, author="seed:policies"
+            )
+            active = seeded or await self.store.active()
+            if active is None:  # pragma: no cover - seed_if_empty always leaves a version
+                raise ConfigError(["no configuration version could be stored"])
+            log.info("config.seeded", version=active.version, source=str(settings.policies_dir.name))
+        await self._swap(active)
+        self.notifier.subscribe(self._on_announcement)
+        self._poller = asyncio.create_task(self._poll(), name="hub-config-poll")
+
+    async def aclose(self) -> None:
+        """Stop background work and close every client, newest first."""
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        await self.registry.aclose()
+        for closer in (self.notifier, self.events, self.limiter):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.aclose()
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    async def _swap(self, stored: StoredVersion) -> Snapshot:
+        document = document_from_raw(stored.document)
+        pools = await self.registry.apply(document.upstreams)
+        snapshot = compile_snapshot(stored.version, document, pools)
+        self._snapshot = snapshot  # the one atomic step: a single reference assignment
+        self.metrics.config_version.set(stored.version)
+        self.metrics.config_reloads.labels("ok").inc()
+        log.info("config.active", version=stored.version, checksum=stored.checksum[:12])
+        return snapshot
+
+    async def reload(self) -> Snapshot | None:
+        """Swap to the database's active version if it differs from the one in use."""
+        assert self.store is not None
+        async with self._reload_lock:
+            active = await self.store.active()
+            if active is None or (self._snapshot and active.version == self._snapshot.version):
+                return self._snapshot
+            try:
+                return await self._swap(active)
+            except HubError as exc:
+                self.metrics.config_reloads.labels("failed").inc()
+                log.error("config.reload_failed", version=active.version, error=str(exc))
+                return self._snapshot
+
+    async def _on_announcement(self, version: int) -> None:
+        current = self._snapshot.version if self._snapshot else None
+        if version != current:
+            await self.reload()
+
+    async def _poll(self) -> None:
+        """Safety net under the notifier: a replica that missed a message catches up anyway."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(self.settings.config_poll_seconds)
+            try:
+                version = await self.store.active_version()
+                if self._snapshot is not None and version not in (None, self._snapshot.version):
+                    await self.reload()
+            except HubError as exc:
+                log.warning("config.poll_failed", error=str(exc))
+
+    async def publish(
+        self, raw: dict[str, Any], *, author: str, comment: str, expected_active: int | None
+    ) -> StoredVersion:
+        """Validate a whole document, store it as the new active version, and announce it."""
+        assert self.store is not None and self.notifier is not None
+        document = document_from_raw(raw)
+        stored = await self.store.publish(
+            document.raw,
+            checksum=document.checksum,
+            author=author,
+            comment=comment,
+            expected_active=expected_active,
+        )
+        await self.reload()
+        await self._announce(stored.version)
+        return stored
+
+    async def activate(self, version: int, *, author: str, expected_active: int | None) -> StoredVersion:
+        """Make an earlier (or later) stored version active again: rollback in one step."""
+        assert self.store is not None
+        stored = await self.store.activate(version, author=author, expected_active=expected_active)
+        await self.reload()
+        await self._announce(stored.version)
+        return stored
+
+    async def _announce(self, version: int) -> None:
+        assert self.notifier is not None
+        try:
+            await self.notifier.publish(version)
+        except BackendUnavailable as exc:
+            # Stored and active here; other replicas pick it up by polling.
+            log.warning("config.announce_failed", version=version, error=str(exc))
+
+    async def readiness(self) -> list[ReadinessCheck]:
+        """The state of every dependency, for ``/readyz``."""
+        checks = [ReadinessCheck(name="config", ok=self._snapshot is not None,
+                                 detail=f"version {self._snapshot.version}" if self._snapshot else "not loaded")]
+        if self.draining:
+            checks.append(ReadinessCheck(name="shutdown", ok=False, detail="draining"))
+        probes: list[tuple[str, Any]] = [("database", lambda: ping(self.engine))]
+        if self.settings.redis_url and self.limiter is not None:
+            probes.append(("redis", self.limiter.check))
+        if self.settings.redis_url and self.notifier is not None:
+            probes.append(("config_notifier", self.notifier.check))
+        if self.settings.amqp_url and self.events is not None:
+            probes.append(("rabbitmq", self.events.check))
+        for name, probe in probes:
+            try:
+                await asyncio.wait_for(probe(), timeout=2.0)
+                checks.append(ReadinessCheck(name=name, ok=True))
+            except (HubError, TimeoutError) as exc:
+                checks.append(ReadinessCheck(name=name, ok=False, detail=str(exc) or "timed out"))
+        return checks
