@@ -146,8 +146,8 @@ class AdminConfigController(Controller):
         return _detail(stored)
 
     @post("/validate", status_code=HTTP_200_OK)
-    async def validate(self, data: dict[str, Any]) -> ValidationResult:
-        document = document_from_raw(data)
+    async def validate(self, runtime: Runtime, data: dict[str, Any]) -> ValidationResult:
+        document = document_from_raw(data, contracts_dir=runtime.settings.contracts_dir)
         return ValidationResult(
             valid=True,
             checksum=document.checksum,
@@ -166,8 +166,12 @@ class AdminConfigController(Controller):
         return _summary(stored)
 
     @post("/versions/{version:int}/activate", status_code=HTTP_200_OK)
-    async def activate(self, runtime: Runtime, version: int, data: ActivateRequest) -> VersionSummary:
-        stored = await runtime.activate(version, author="admin-token", expected_active=data.based_on)
+    async def activate(
+        self, runtime: Runtime, version: int, data: ActivateRequest
+    ) -> VersionSummary:
+        stored = await runtime.activate(
+            version, author="admin-token", expected_active=data.based_on
+        )
         return _summary(stored)
 
 

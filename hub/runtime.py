@@ -20,11 +20,13 @@ from hub.config.loader import document_from_raw, load_directory
 from hub.config.snapshot import Snapshot, compile_snapshot
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine, ping
-from hub.db.migrate import migrate
+from hub.db.migrate import current_revision, head_revision, migrate
 from hub.errors import BackendUnavailable, ConfigError, HubError
 from hub.ops.metrics import Metrics
 from hub.ratelimit.base import RateLimitStore
 from hub.settings import Settings
+from hub.upstream.breaker import BreakerState
+from hub.upstream.pool import Target
 from hub.upstream.registry import UpstreamRegistry
 
 __all__ = ["ReadinessCheck", "Runtime"]
@@ -49,7 +51,7 @@ class Runtime:
         self.metrics = metrics
         self._snapshot: Snapshot | None = None
         self.draining = False
-        self.registry = UpstreamRegistry()
+        self.registry = UpstreamRegistry(on_breaker_change=self._breaker_changed)
         self.engine: Any = None
         self.store: ConfigStore | None = None
         self.notifier: ConfigNotifier | None = None
@@ -57,6 +59,13 @@ class Runtime:
         self.limiter: RateLimitStore | None = None
         self._reload_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+
+    def _breaker_changed(
+        self, upstream_id: str, target: Target, old: BreakerState, new: BreakerState
+    ) -> None:
+        state = new.value
+        self.metrics.breaker_transitions.labels(upstream_id, target.origin, state).inc()
+        log.warning("upstream.breaker", upstream=upstream_id, target=target.origin, state=state)
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -68,6 +77,8 @@ class Runtime:
         if settings.embedded_database:
             # Embedded runs just work: the SQLite schema is brought up to date on start.
             await migrate(settings.database_url)
+        elif await current_revision(settings.database_url) != head_revision():
+            raise BackendUnavailable("the database schema is not up to date: run `hub migrate`")
         self.engine = create_engine(settings.database_url)
         self.store = ConfigStore(self.engine)
         self.limiter = build_limiter(settings)
@@ -77,14 +88,18 @@ class Runtime:
         await self.events.start()
         active = await self.store.active()
         if active is None:
-            document = load_directory(settings.policies_dir)
+            document = load_directory(
+                settings.policies_dir, contracts_dir=settings.contracts_dir
+            )
             seeded = await self.store.seed_if_empty(
                 document.raw, checksum=document.checksum, author="seed:policies"
             )
             active = seeded or await self.store.active()
             if active is None:  # pragma: no cover - seed_if_empty always leaves a version
                 raise ConfigError(["no configuration version could be stored"])
-            log.info("config.seeded", version=active.version, source=str(settings.policies_dir.name))
+            log.info(
+                "config.seeded", version=active.version, source=str(settings.policies_dir.name)
+            )
         await self._swap(active)
         self.notifier.subscribe(self._on_announcement)
         self._poller = asyncio.create_task(self._poll(), name="hub-config-poll")
@@ -104,7 +119,7 @@ class Runtime:
             await self.engine.dispose()
 
     async def _swap(self, stored: StoredVersion) -> Snapshot:
-        document = document_from_raw(stored.document)
+        document = document_from_raw(stored.document, contracts_dir=self.settings.contracts_dir)
         pools = await self.registry.apply(document.upstreams)
         snapshot = compile_snapshot(stored.version, document, pools)
         self._snapshot = snapshot  # the one atomic step: a single reference assignment
@@ -148,8 +163,9 @@ class Runtime:
         self, raw: dict[str, Any], *, author: str, comment: str, expected_active: int | None
     ) -> StoredVersion:
         """Validate a whole document, store it as the new active version, and announce it."""
-        assert self.store is not None and self.notifier is not None
-        document = document_from_raw(raw)
+        assert self.store is not None
+        assert self.notifier is not None
+        document = document_from_raw(raw, contracts_dir=self.settings.contracts_dir)
         stored = await self.store.publish(
             document.raw,
             checksum=document.checksum,
@@ -161,7 +177,9 @@ class Runtime:
         await self._announce(stored.version)
         return stored
 
-    async def activate(self, version: int, *, author: str, expected_active: int | None) -> StoredVersion:
+    async def activate(
+        self, version: int, *, author: str, expected_active: int | None
+    ) -> StoredVersion:
         """Make an earlier (or later) stored version active again: rollback in one step."""
         assert self.store is not None
         stored = await self.store.activate(version, author=author, expected_active=expected_active)
@@ -179,8 +197,13 @@ class Runtime:
 
     async def readiness(self) -> list[ReadinessCheck]:
         """The state of every dependency, for ``/readyz``."""
-        checks = [ReadinessCheck(name="config", ok=self._snapshot is not None,
-                                 detail=f"version {self._snapshot.version}" if self._snapshot else "not loaded")]
+        checks = [
+            ReadinessCheck(
+                name="config",
+                ok=self._snapshot is not None,
+                detail=f"version {self._snapshot.version}" if self._snapshot else "not loaded",
+            )
+        ]
         if self.draining:
             checks.append(ReadinessCheck(name="shutdown", ok=False, detail="draining"))
         probes: list[tuple[str, Any]] = [("database", lambda: ping(self.engine))]

@@ -10,8 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, TypeVar
 
@@ -45,7 +45,7 @@ def _settings() -> Settings:
 
 
 class _DrainingServer(uvicorn.Server):
-    """Marks the hub as draining on the first signal, so new requests get 503 and readiness fails."""
+    """On the first signal the hub drains: new requests get 503 and readiness fails."""
 
     def __init__(self, config: uvicorn.Config, hub: HubApp) -> None:
         super().__init__(config)
@@ -131,7 +131,7 @@ def config_validate(
 ) -> None:
     """Check a configuration folder: schema and semantic errors, each with file and JSON path."""
     try:
-        document = load_directory(path)
+        document = load_directory(path, contracts_dir=_settings().contracts_dir)
     except ConfigError as exc:
         for issue in exc.issues:
             typer.echo(issue, err=True)
@@ -155,12 +155,14 @@ async def _with_store(settings: Settings, action: Callable[[ConfigStore], Awaita
 def config_publish(
     path: Annotated[Path, typer.Argument(help="A folder of policy documents (YAML)")],
     comment: Annotated[str, typer.Option(help="Why this change")] = "",
-    based_on: Annotated[int | None, typer.Option(help="Refuse if the active version is not this")] = None,
+    based_on: Annotated[
+        int | None, typer.Option(help="Refuse if the active version is not this")
+    ] = None,
 ) -> None:
     """Store a configuration folder as a new version and make it active (replicas follow)."""
     settings = _settings()
     try:
-        document = load_directory(path)
+        document = load_directory(path, contracts_dir=settings.contracts_dir)
         stored = asyncio.run(
             _with_store(
                 settings,
@@ -190,7 +192,10 @@ def config_history(limit: int = 20) -> None:
     versions = asyncio.run(_with_store(settings, lambda store: store.history(limit=limit)))
     for v in versions:
         mark = "*" if v.active else " "
-        typer.echo(f"{mark} {v.version:>5}  {v.created_at:%Y-%m-%d %H:%M:%S}  {v.created_by:<16} {v.comment}")
+        typer.echo(
+            f"{mark} {v.version:>5}  {v.created_at:%Y-%m-%d %H:%M:%S}  "
+            f"{v.created_by:<16} {v.comment}"
+        )
 
 
 @config_app.command("rollback")
@@ -230,7 +235,15 @@ def dev(
     for index, port in enumerate(p.strip() for p in echo_ports.split(",") if p.strip()):
         children.append(
             subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "services.echo", "--port", port, "--name", f"echo-{index + 1}"],
+                [
+                    sys.executable,
+                    "-m",
+                    "services.echo",
+                    "--port",
+                    port,
+                    "--name",
+                    f"echo-{index + 1}",
+                ],
                 cwd=PROJECT_ROOT,
             )
         )
@@ -244,14 +257,19 @@ def dev(
             "\n".join(
                 [
                     "",
-                    "The hub is starting on embedded defaults (SQLite, in-process limiter and bus).",
+                    "The hub is starting on embedded defaults "
+                    "(SQLite, in-process limiter and bus).",
                     f"  gateway      {base}/api/echo/v1/items/42",
                     f"  catalog      {base}/api/catalog",
                     f"  API docs     {base}/schema",
                     f"  health       {base}/healthz   {base}/readyz",
                     f"  metrics      {base}/metrics",
                     f"  admin API    {base}/admin/api/config/versions"
-                    + ("  (Authorization: Bearer $HUB_ADMIN_TOKEN)" if settings.admin_token_sha256 else ""),
+                    + (
+                        "  (Authorization: Bearer $HUB_ADMIN_TOKEN)"
+                        if settings.admin_token_sha256
+                        else ""
+                    ),
                     "Press Ctrl-C to stop.",
                     "",
                 ]

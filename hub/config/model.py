@@ -90,7 +90,7 @@ class RetrySpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RateLimitSpec:
-    """GCRA limit: ``rate`` requests per ``period`` seconds with ``burst`` extra, keyed per IP or route."""
+    """GCRA limit: ``rate`` requests per ``period`` seconds plus ``burst``, per IP or route."""
 
     rate: int
     period: float = 1.0

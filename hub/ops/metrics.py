@@ -33,7 +33,9 @@ class _PoolCollector(Collector):
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         healthy = GaugeMetricFamily(
-            "hub_upstream_target_healthy", "1 when the target passes health checks", labels=["upstream", "target"]
+            "hub_upstream_target_healthy",
+            "1 when the target passes health checks",
+            labels=["upstream", "target"],
         )
         breaker = GaugeMetricFamily(
             "hub_upstream_breaker_state",
@@ -41,13 +43,15 @@ class _PoolCollector(Collector):
             labels=["upstream", "target"],
         )
         outstanding = GaugeMetricFamily(
-            "hub_upstream_outstanding_requests", "Requests in flight per target", labels=["upstream", "target"]
+            "hub_upstream_outstanding_requests",
+            "Requests in flight per target",
+            labels=["upstream", "target"],
         )
         for upstream_id, pool in self._pools().items():
             for status in pool.status():
                 labels = [upstream_id, status.origin]
                 healthy.add_metric(labels, 1.0 if status.healthy else 0.0)
-                breaker.add_metric(labels, _BREAKER_VALUE.get(status.breaker, 2.0))
+                breaker.add_metric(labels, _BREAKER_VALUE.get(status.breaker.value, 2.0))
                 outstanding.add_metric(labels, float(status.outstanding))
         yield healthy
         yield breaker
@@ -60,7 +64,10 @@ class Metrics:
     def __init__(self, pools: Callable[[], Mapping[str, UpstreamPool]] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "hub_requests", "Requests answered by the hub", ["route", "method", "status"], registry=self.registry
+            "hub_requests",
+            "Requests answered by the hub",
+            ["route", "method", "status"],
+            registry=self.registry,
         )
         self.request_seconds = Histogram(
             "hub_request_duration_seconds",
@@ -77,10 +84,16 @@ class Metrics:
             registry=self.registry,
         )
         self.upstream_errors = Counter(
-            "hub_upstream_errors", "Upstream failures by problem code", ["upstream", "code"], registry=self.registry
+            "hub_upstream_errors",
+            "Upstream failures by problem code",
+            ["upstream", "code"],
+            registry=self.registry,
         )
         self.rate_limited = Counter(
-            "hub_rate_limited", "Requests refused by the rate limiter", ["route"], registry=self.registry
+            "hub_rate_limited",
+            "Requests refused by the rate limiter",
+            ["route"],
+            registry=self.registry,
         )
         self.limiter_unavailable = Counter(
             "hub_limiter_unavailable",
@@ -91,10 +104,16 @@ class Metrics:
             "hub_config_version", "Active configuration version", registry=self.registry
         )
         self.config_reloads = Counter(
-            "hub_config_reloads", "Configuration swaps by outcome", ["outcome"], registry=self.registry
+            "hub_config_reloads",
+            "Configuration swaps by outcome",
+            ["outcome"],
+            registry=self.registry,
         )
         self.breaker_transitions = Counter(
-            "hub_breaker_transitions", "Circuit breaker transitions", ["upstream", "target", "to"], registry=self.registry
+            "hub_breaker_transitions",
+            "Circuit breaker transitions",
+            ["upstream", "target", "to"],
+            registry=self.registry,
         )
         if pools is not None:
             self.registry.register(_PoolCollector(pools))

@@ -35,6 +35,7 @@ from hub.proxy.headers import response_headers, upstream_headers
 from hub.routing.normalise import encode_path
 from hub.routing.table import RouteMatch
 from hub.upstream.pool import Lease, Target, UpstreamPool
+from hub.upstream.retry_budget import RetryBudget
 
 __all__ = ["ClientGone", "Exchange", "Forwarder", "ResponseAborted"]
 
@@ -49,11 +50,11 @@ _CHUNK = 64 * 1024
 _SKIP_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
-class ResponseAborted(Exception):  # noqa: N818 - it is an event, not a failure of the hub
+class ResponseAborted(Exception):
     """The upstream failed after the response had started: the client connection must drop."""
 
 
-class ClientGone(Exception):  # noqa: N818
+class ClientGone(Exception):
     """The client disconnected before the exchange completed."""
 
 
@@ -102,6 +103,7 @@ class _Call:
     timeout: aiohttp.ClientTimeout
     idempotent: bool
     exchange: Exchange
+    budget: RetryBudget
     tried: list[Target] = field(default_factory=list)
 
 
@@ -178,6 +180,8 @@ class Forwarder:
         if route.upstream_path:
             path = route.upstream_path.rstrip("/") + path
         idempotent = method in _IDEMPOTENT or any(n == b"idempotency-key" for n, _ in raw_headers)
+        budget = pool.retry_budget_for(route.retries.budget_ratio)
+        budget.record_request()
         call = _Call(
             method=method,
             url_path=encode_path(path),
@@ -190,8 +194,8 @@ class Forwarder:
             timeout=self._timeout(route.timeouts),
             idempotent=idempotent,
             exchange=exchange,
+            budget=budget,
         )
-        pool.retry_budget.record_request()
         started = time.perf_counter()
         try:
             lease, response = await self._send_with_retries(call)
@@ -203,9 +207,7 @@ class Forwarder:
         finally:
             exchange.upstream_seconds = time.perf_counter() - started
 
-    async def _body(
-        self, receive: Receive, length: int | None, chunked: bool, limit: int
-    ) -> _Body:
+    async def _body(self, receive: Receive, length: int | None, chunked: bool, limit: int) -> _Body:
         if not chunked and not length:
             return _Body()
         if length is not None and length <= _BUFFER_LIMIT and not chunked:
@@ -269,7 +271,7 @@ class Forwarder:
             return False
         if not (safe or call.idempotent) or not call.body.replayable:
             return False
-        return call.pool.retry_budget.try_spend()
+        return call.budget.try_spend()
 
     async def _attempt(self, call: _Call) -> tuple[Lease, aiohttp.ClientResponse]:
         pool = call.pool
@@ -333,7 +335,7 @@ class Forwarder:
             raise _Failure(UpstreamError(f"upstream answered {status}"), True)
         return lease, response
 
-    async def _relay(
+    async def _relay(  # noqa: PLR0917 - one private call site
         self,
         response: aiohttp.ClientResponse,
         lease: Lease,
@@ -395,4 +397,3 @@ async def _wait_disconnect(receive: Receive) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
-

@@ -35,7 +35,9 @@ HOP_BY_HOP = frozenset(
 )
 # Headers the hub owns on the way in: it sets them itself, whatever the client sent.
 _OWNED_IN = frozenset({b"x-request-id", b"host"})
-_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"})
+_FORWARDED = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+)
 # Set by the hub's own server on the way out (nginx hides these from upstreams too).
 _OWNED_OUT = frozenset({b"date", b"server", b"x-request-id"})
 

@@ -1,0 +1,494 @@
+"""Checks a merged configuration document: its JSON Schema, then the rules a schema cannot say.
+
+Every check returns :class:`Issue` values (a JSON path and a reason) instead of raising, so the
+loader can report every finding at once, each prefixed with the file that defined its section.
+The checks work on plain JSON data and guard every access: a document that already broke the
+schema still gets its semantic findings, without one error cascading into others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema.exceptions import SchemaError, ValidationError  # type: ignore[import-untyped]
+
+from hub.config.model import HealthCheckSpec, RetrySpec, RouteSpec, TimeoutSpec
+from hub.errors import ConfigError
+from hub.routing.table import find_shadowed
+
+__all__ = [
+    "RESERVED_PATHS",
+    "STANDARD_METHODS",
+    "Issue",
+    "format_path",
+    "load_validator",
+    "operation_issues",
+    "schema_file_problem",
+    "schema_issues",
+    "semantic_issues",
+    "shadow_issues",
+    "template_problems",
+]
+
+JsonPath = tuple[str | int, ...]
+
+RESERVED_PATHS: tuple[str, ...] = (
+    "/admin",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/schema",
+    "/api/catalog",
+    "/.well-known",
+)
+STANDARD_METHODS: frozenset[str] = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+)
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The router normalises request paths, so a route holding any of these could never match.
+_FORBIDDEN_IN_PATH = re.compile(r"[\s?#\\\x00-\x1f\x7f-\x9f]")
+_MAX_REASON = 240
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Issue:
+    """One finding: where in the document, and what is wrong there."""
+
+    path: JsonPath
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{format_path(self.path)}: {self.reason}"
+
+    def position(self) -> tuple[tuple[int, int, str], ...]:
+        """Document order: indexes compare as numbers, so [2] sorts before [10]."""
+        return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.path)
+
+    def sort_key(self) -> tuple[tuple[tuple[int, int, str], ...], str]:
+        return self.position(), self.reason
+
+
+def format_path(path: JsonPath) -> str:
+    """``("routes", 3, "timeouts")`` -> ``$.routes[3].timeouts``; odd keys in brackets."""
+    parts = ["$"]
+    for part in path:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif _IDENTIFIER.fullmatch(part):
+            parts.append(f".{part}")
+        else:
+            escaped = part.replace("\\", "\\\\").replace("'", "\\'")
+            parts.append(f"['{escaped}']")
+    return "".join(parts)
+
+
+# --- JSON Schema ---------------------------------------------------------------------------------
+
+
+def load_validator(schema_path: Path) -> Any:
+    """A Draft 2020-12 validator for the schema file, cached until the file changes."""
+    try:
+        stat = schema_path.stat()
+    except OSError as exc:
+        raise ConfigError([f"{schema_path}: cannot read the schema: {exc.strerror}"]) from exc
+    return _cached_validator(schema_path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_validator(schema_path: Path, _mtime_ns: int, _size: int) -> Any:
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        Draft202012Validator.check_schema(schema)
+    except (OSError, ValueError) as exc:
+        raise ConfigError([f"{schema_path}: cannot read the schema: {exc}"]) from exc
+    except SchemaError as exc:
+        raise ConfigError([f"{schema_path}: not a valid JSON Schema: {exc.message}"]) from exc
+    return Draft202012Validator(schema)
+
+
+def schema_file_problem(file: Path) -> str | None:
+    """What keeps ``file`` from being a usable Draft 2020-12 JSON Schema, if anything."""
+    try:
+        schema = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return "does not exist"
+    except (OSError, ValueError) as exc:
+        return f"is not readable JSON: {exc}"
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return f"is not a valid JSON Schema: {exc.message}"
+    return None
+
+
+def schema_issues(instance: Any, validator: Any, *, top_level: str = "section") -> list[Issue]:
+    """Every violation of the schema, phrased for people and sorted in document order.
+
+    ``top_level`` names the document's own keys in messages ("unknown section 'x'").
+    """
+    found: set[Issue] = set()
+    for error in validator.iter_errors(instance):
+        found.update(_explain(error, top_level))
+    return sorted(found, key=Issue.sort_key)
+
+
+def _explain(error: ValidationError, top_level: str) -> Iterator[Issue]:
+    path: JsonPath = tuple(error.absolute_path)
+    instance = error.instance
+    keyword = error.validator
+    if keyword == "additionalProperties" and isinstance(instance, dict):
+        known = list(error.schema.get("properties", {}))
+        patterns = list(error.schema.get("patternProperties", {}))
+        for key in instance:
+            if key in known or any(re.search(p, key) for p in patterns):
+                continue
+            what = top_level if not path else "field"
+            yield Issue(path=(*path, key), reason=_unknown_key(key, known, what))
+    elif keyword == "required" and isinstance(instance, dict):
+        for name in error.validator_value:
+            if name not in instance:
+                yield Issue(path=path, reason=f"missing required field {name!r}")
+    elif keyword == "dependentRequired" and isinstance(instance, dict):
+        for name, needed in error.validator_value.items():
+            for other in needed:
+                if name in instance and other not in instance:
+                    yield Issue(path=path, reason=f"{name!r} requires {other!r} as well")
+    elif keyword == "type":
+        expected = error.validator_value
+        names = " or ".join(expected) if isinstance(expected, list) else str(expected)
+        yield Issue(path=path, reason=f"expected {names}, got {_describe(instance)}")
+    elif "propertyNames" in error.relative_schema_path:
+        yield Issue(path=path, reason=_short(f"key {error.message}"))
+    else:
+        yield Issue(path=path, reason=_short(error.message))
+
+
+def _unknown_key(key: str, known: list[str], what: str) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown {what} {key!r} (did you mean {close[0]!r}?)"
+    if what == "section":
+        return f"unknown section {key!r} (expected one of: {', '.join(sorted(known))})"
+    return f"unknown {what} {key!r}"
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {json.dumps(value)}"
+    if isinstance(value, str):
+        return _short(f"string {value!r}", 80)
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _short(text: str, limit: int = _MAX_REASON) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- semantic rules ------------------------------------------------------------------------------
+
+
+def _items(raw: Mapping[str, Any], section: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    items = raw.get(section)
+    if isinstance(items, list):
+        for index, item in enumerate(items):
+            if isinstance(item, dict):
+                yield index, item
+
+
+def _number(value: Any, default: float) -> float | None:
+    if value is None:
+        return default
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
+    """Cross-references, uniqueness, paths, URLs and number relations across the document."""
+    issues: list[Issue] = []
+    upstream_ids = _unique(raw, "upstreams", "upstream id", issues)
+    _unique(raw, "routes", "route id", issues)
+
+    products: dict[tuple[str, int], int] = {}
+    for index, item in _items(raw, "products"):
+        key = (item.get("id"), item.get("version"))
+        if isinstance(key[0], str) and isinstance(key[1], int):
+            if key in products:
+                issues.append(
+                    Issue(
+                        path=("products", index),
+                        reason=f"duplicate product {key[0]!r} version {key[1]}"
+                        f" (first defined at $.products[{products[key]}])",
+                    )
+                )
+            else:
+                products[(key[0], key[1])] = index
+
+    for index, item in _items(raw, "upstreams"):
+        issues.extend(_upstream_issues(("upstreams", index), item))
+    for index, item in _items(raw, "routes"):
+        issues.extend(_route_issues(("routes", index), item, upstream_ids, products))
+    return issues
+
+
+def _unique(raw: Mapping[str, Any], section: str, what: str, issues: list[Issue]) -> set[str]:
+    first: dict[str, int] = {}
+    for index, item in _items(raw, section):
+        ident = item.get("id")
+        if not isinstance(ident, str):
+            continue
+        if ident in first:
+            issues.append(
+                Issue(
+                    path=(section, index, "id"),
+                    reason=f"duplicate {what} {ident!r}"
+                    f" (first defined at $.{section}[{first[ident]}])",
+                )
+            )
+        else:
+            first[ident] = index
+    return set(first)
+
+
+def _upstream_issues(at: JsonPath, item: dict[str, Any]) -> Iterator[Issue]:
+    targets = item.get("targets")
+    if isinstance(targets, list):
+        for index, target in enumerate(targets):
+            url = target.get("url") if isinstance(target, dict) else None
+            if isinstance(url, str):
+                problem = _url_problem(url)
+                if problem:
+                    yield Issue(
+                        path=(*at, "targets", index, "url"),
+                        reason=f"{url!r} is not an http(s)://host[:port][/path] URL ({problem})",
+                    )
+    check = item.get("health_check")
+    if isinstance(check, dict):
+        defaults = HealthCheckSpec()
+        timeout = _number(check.get("timeout"), defaults.timeout)
+        interval = _number(check.get("interval"), defaults.interval)
+        if timeout is not None and interval is not None and timeout > interval:
+            yield Issue(
+                path=(*at, "health_check"),
+                reason=f"timeout ({timeout:g}s) must not exceed interval ({interval:g}s)",
+            )
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "invalid port or address"
+    if parts.scheme not in {"http", "https"}:
+        return "the scheme must be http or https"
+    if not parts.hostname:
+        return "no host"
+    if parts.username is not None or parts.password is not None:
+        return "user info is not allowed"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "a query or fragment is not allowed"
+    if port == 0:
+        return "invalid port or address"
+    return None
+
+
+def _route_issues(
+    at: JsonPath,
+    item: dict[str, Any],
+    upstream_ids: set[str],
+    products: Mapping[tuple[str, int], int],
+) -> Iterator[Issue]:
+    path, prefix = item.get("path"), item.get("prefix")
+    if ("path" in item) == ("prefix" in item):
+        state = "both are set" if "path" in item else "neither is set"
+        yield Issue(path=at, reason=f"set exactly one of 'path' and 'prefix' ({state})")
+    if isinstance(path, str):
+        for problem in template_problems(path):
+            yield Issue(path=(*at, "path"), reason=problem)
+        claimed = _reserved_claim(path)
+        if claimed:
+            yield Issue(path=(*at, "path"), reason=claimed)
+    if isinstance(prefix, str):
+        for problem in _prefix_problems(prefix):
+            yield Issue(path=(*at, "prefix"), reason=problem)
+        claimed = _reserved_claim(prefix)
+        if claimed:
+            yield Issue(path=(*at, "prefix"), reason=claimed)
+
+    upstream = item.get("upstream")
+    if isinstance(upstream, str) and upstream not in upstream_ids:
+        yield Issue(path=(*at, "upstream"), reason=f"{upstream!r} is not a defined upstream")
+    product, version = item.get("product"), item.get("version")
+    if isinstance(product, str) and isinstance(version, int) and (product, version) not in products:
+        yield Issue(
+            path=(*at, "product"),
+            reason=f"product {product!r} version {version} is not declared in products",
+        )
+
+    methods = item.get("methods")
+    if isinstance(methods, list):
+        for index, method in enumerate(methods):
+            if isinstance(method, str) and method.upper() not in STANDARD_METHODS:
+                yield Issue(
+                    path=(*at, "methods", index),
+                    reason=f"{method!r} is not a standard HTTP method"
+                    f" (use one of {', '.join(sorted(STANDARD_METHODS))})",
+                )
+    headers = item.get("headers")
+    if isinstance(headers, dict):
+        seen: set[str] = set()
+        for name in headers:
+            if name.lower() in seen:
+                yield Issue(
+                    path=(*at, "headers", name),
+                    reason=f"header {name.lower()!r} is listed twice (names ignore case)",
+                )
+            seen.add(name.lower())
+
+    timeouts = item.get("timeouts")
+    if isinstance(timeouts, dict):
+        defaults = TimeoutSpec()
+        connect = _number(timeouts.get("connect"), defaults.connect)
+        total = _number(timeouts.get("total"), defaults.total)
+        if connect is not None and total is not None and connect > total:
+            yield Issue(
+                path=(*at, "timeouts"),
+                reason=f"connect ({connect:g}s) must not exceed total ({total:g}s)",
+            )
+    retries = item.get("retries")
+    if isinstance(retries, dict):
+        retry_defaults = RetrySpec()
+        initial = _number(retries.get("backoff_initial"), retry_defaults.backoff_initial)
+        ceiling = _number(retries.get("backoff_max"), retry_defaults.backoff_max)
+        if initial is not None and ceiling is not None and initial > ceiling:
+            yield Issue(
+                path=(*at, "retries"),
+                reason=f"backoff_initial ({initial:g}s) must not exceed backoff_max ({ceiling:g}s)",
+            )
+
+
+def template_problems(template: str) -> list[str]:
+    """What is wrong with a path template such as ``/api/visas/v1/applications/{id}``."""
+    if not template.startswith("/"):
+        return [f"{template!r} must start with '/'"]
+    forbidden = _FORBIDDEN_IN_PATH.search(template)
+    if forbidden:
+        return [f"{template!r} contains {forbidden.group()!r}, which a path cannot hold"]
+    problems: list[str] = []
+    segments = template[1:].split("/")
+    names: set[str] = set()
+    for index, segment in enumerate(segments):
+        if segment == "":
+            # A trailing slash is allowed (the router ignores it); an empty middle segment is not.
+            if index != len(segments) - 1:
+                problems.append(f"{template!r} has an empty segment ('//')")
+            continue
+        if segment in {".", ".."}:
+            problems.append(f"{template!r} has a {segment!r} segment, which a path cannot hold")
+            continue
+        if segment.startswith("{") and segment.endswith("}"):
+            name = segment[1:-1]
+            if not _IDENTIFIER.fullmatch(name):
+                problems.append(
+                    f"parameter {segment!r} must be named like {{name}}"
+                    " (a letter or '_', then letters, digits or '_')"
+                )
+            elif name in names:
+                problems.append(f"parameter {name!r} appears more than once")
+            names.add(name)
+        elif "{" in segment or "}" in segment:
+            problems.append(f"segment {segment!r} must be plain text or a whole {{name}} parameter")
+    return problems
+
+
+def _prefix_problems(prefix: str) -> list[str]:
+    if not prefix.startswith("/"):
+        return [f"{prefix!r} must start with '/'"]
+    forbidden = _FORBIDDEN_IN_PATH.search(prefix)
+    if forbidden:
+        return [f"{prefix!r} contains {forbidden.group()!r}, which a path cannot hold"]
+    if "{" in prefix or "}" in prefix:
+        return [f"{prefix!r} is a prefix and cannot hold {{name}} parameters (use 'path')"]
+    segments = prefix[1:].split("/")
+    if "" in segments[:-1]:
+        return [f"{prefix!r} has an empty segment ('//')"]
+    dots = [segment for segment in segments if segment in {".", ".."}]
+    if dots:
+        return [f"{prefix!r} has a {dots[0]!r} segment, which a path cannot hold"]
+    return []
+
+
+def _reserved_claim(path: str) -> str | None:
+    segments = path.split("/")
+    for reserved in RESERVED_PATHS:
+        wanted = reserved.split("/")
+        if segments[: len(wanted)] == wanted:
+            return f"{path!r} claims the reserved hub path {reserved!r}"
+    return None
+
+
+def operation_issues(contract: Mapping[str, Any]) -> list[Issue]:
+    """A product contract's operations: valid templates, unique ids and method + path pairs."""
+    issues: list[Issue] = []
+    ids: dict[str, int] = {}
+    routes: dict[tuple[str, str], int] = {}
+    for index, operation in _items(contract, "operations"):
+        at: JsonPath = ("operations", index)
+        op_id, method = operation.get("operation_id"), operation.get("method")
+        path = operation.get("path")
+        if isinstance(op_id, str):
+            if op_id in ids:
+                issues.append(
+                    Issue(
+                        path=(*at, "operation_id"),
+                        reason=f"duplicate operation_id {op_id!r}"
+                        f" (first defined at $.operations[{ids[op_id]}])",
+                    )
+                )
+            ids.setdefault(op_id, index)
+        if isinstance(path, str):
+            issues.extend(Issue(path=(*at, "path"), reason=p) for p in template_problems(path))
+            if isinstance(method, str):
+                key = (method, path)
+                if key in routes:
+                    issues.append(
+                        Issue(
+                            path=at,
+                            reason=f"{method} {path} is already defined"
+                            f" at $.operations[{routes[key]}]",
+                        )
+                    )
+                routes.setdefault(key, index)
+    return issues
+
+
+def shadow_issues(routes: Sequence[RouteSpec]) -> list[Issue]:
+    """Routes that another route always wins over (as judged by the route table)."""
+    try:
+        pairs = find_shadowed(routes)
+    except ConfigError as exc:
+        # The checks above should have refused whatever the route table cannot parse.
+        return [Issue(path=("routes",), reason=reason) for reason in exc.issues]
+    return [
+        Issue(
+            path=("routes", shadowed.order),
+            reason=f"route {shadowed.id!r} is shadowed by route {winner.id!r}"
+            f" ($.routes[{winner.order}]) and can never match",
+        )
+        for shadowed, winner in pairs
+    ]

@@ -1,0 +1,240 @@
+"""The store of numbered configuration versions and the pointer to the active one.
+
+Every change (publish, activate, first-start seed) runs in one transaction that first locks the
+pointer row, so concurrent writers are serialised: the loser of a race re-reads the pointer after
+the winner commits and fails its ``expected_active`` check instead of overwriting the winner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, exists, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.db.engine import WRITE_LOCK, database_errors
+from hub.db.models import ACTIVE_ROW_ID, ActiveConfig, ConfigVersion
+from hub.errors import Conflict, HubError, NotFound
+
+__all__ = ["ConfigStore", "StoredVersion"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredVersion:
+    """One stored configuration version and whether it is the active one."""
+
+    version: int
+    checksum: str
+    document: dict[str, Any]
+    created_at: datetime
+    created_by: str
+    comment: str
+    based_on: int | None
+    active: bool
+
+
+_COLUMNS = (
+    ConfigVersion.version,
+    ConfigVersion.checksum,
+    ConfigVersion.document,
+    ConfigVersion.created_at,
+    ConfigVersion.created_by,
+    ConfigVersion.comment,
+    ConfigVersion.based_on,
+)
+
+
+def _versions() -> Select[Any]:
+    # One statement reads a version and its active flag, so both come from the same snapshot.
+    return select(*_COLUMNS, ActiveConfig.id.is_not(None).label("active")).outerjoin(
+        ActiveConfig, ActiveConfig.version == ConfigVersion.version
+    )
+
+
+def _stored(row: Mapping[str, Any]) -> StoredVersion:
+    return StoredVersion(
+        version=row["version"],
+        checksum=row["checksum"],
+        document=row["document"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        comment=row["comment"],
+        based_on=row["based_on"],
+        active=bool(row["active"]),
+    )
+
+
+def _check_expected(current: int | None, expected: int | None) -> None:
+    if expected is not None and current != expected:
+        shown = "none" if current is None else str(current)
+        raise Conflict(f"configuration changed: active version is {shown}, not {expected}")
+
+
+class ConfigStore:
+    """Numbered configuration versions in the hub's database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def active(self) -> StoredVersion | None:
+        """The active version, or ``None`` before anything was published."""
+        statement = _versions().where(ActiveConfig.id == ACTIVE_ROW_ID)
+        async with self._read() as conn:
+            row = (await conn.execute(statement)).mappings().first()
+        return None if row is None else _stored(row)
+
+    async def active_version(self) -> int | None:
+        """Only the active version number: cheap enough for replicas to poll."""
+        statement = select(ActiveConfig.version).where(ActiveConfig.id == ACTIVE_ROW_ID)
+        async with self._read() as conn:
+            return await conn.scalar(statement)
+
+    async def get(self, version: int) -> StoredVersion | None:
+        """The stored ``version``, or ``None`` if there is no such version."""
+        async with self._read() as conn:
+            return await self._fetch(conn, version)
+
+    async def history(self, *, limit: int = 50) -> list[StoredVersion]:
+        """The newest ``limit`` versions, newest first."""
+        statement = _versions().order_by(ConfigVersion.version.desc()).limit(limit)
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [_stored(row) for row in rows]
+
+    async def publish(
+        self,
+        document: dict[str, Any],
+        *,
+        checksum: str,
+        author: str,
+        comment: str = "",
+        expected_active: int | None = None,
+    ) -> StoredVersion:
+        """Store ``document`` as a new version and make it active, atomically.
+
+        With ``expected_active``, refuse with :class:`Conflict` (and write nothing) unless that
+        version is still the active one: two admins editing the same version cannot both win.
+        """
+        async with self._write() as conn:
+            current = await self._lock_pointer(conn)
+            _check_expected(current, expected_active)
+            version = await self._insert(
+                conn, document, checksum=checksum, author=author, comment=comment, based_on=current
+            )
+            await self._point_at(conn, version, author=author)
+            return await self._fetch_existing(conn, version)
+
+    async def activate(
+        self, version: int, *, author: str, expected_active: int | None = None
+    ) -> StoredVersion:
+        """Make the existing ``version`` active again (rollback or roll forward)."""
+        async with self._write() as conn:
+            current = await self._lock_pointer(conn)
+            _check_expected(current, expected_active)
+            found = await conn.scalar(
+                select(ConfigVersion.version).where(ConfigVersion.version == version)
+            )
+            if found is None:
+                raise NotFound(f"configuration version {version} does not exist")
+            await self._point_at(conn, version, author=author)
+            return await self._fetch_existing(conn, version)
+
+    async def seed_if_empty(
+        self, document: dict[str, Any], *, checksum: str, author: str
+    ) -> StoredVersion | None:
+        """On first start store ``document`` as version 1 and activate it; else do nothing.
+
+        Returns the new version, or ``None`` when some version already existed (for instance
+        because another replica seeded the database a moment earlier).
+        """
+        async with self._write() as conn:
+            await self._lock_pointer(conn)
+            if await conn.scalar(select(exists().select_from(ConfigVersion))):
+                return None
+            version = await self._insert(
+                conn,
+                document,
+                checksum=checksum,
+                author=author,
+                comment="initial configuration",
+                based_on=None,
+            )
+            await self._point_at(conn, version, author=author)
+            return await self._fetch_existing(conn, version)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with database_errors():
+            async with self._engine.connect() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        with database_errors():
+            async with self._engine.connect() as conn:
+                await conn.execution_options(**WRITE_LOCK)
+                async with conn.begin():
+                    yield conn
+
+    @staticmethod
+    async def _lock_pointer(conn: AsyncConnection) -> int | None:
+        # FOR UPDATE serialises writers on PostgreSQL; SQLite already holds the write lock
+        # (BEGIN IMMEDIATE) and the dialect leaves the clause out.
+        result = await conn.execute(
+            select(ActiveConfig.version).where(ActiveConfig.id == ACTIVE_ROW_ID).with_for_update()
+        )
+        row = result.first()
+        if row is None:
+            raise HubError("the configuration tables are not initialised: run `hub migrate`")
+        current: int | None = row.version
+        return current
+
+    @staticmethod
+    async def _insert(
+        conn: AsyncConnection,
+        document: dict[str, Any],
+        *,
+        checksum: str,
+        author: str,
+        comment: str,
+        based_on: int | None,
+    ) -> int:
+        result = await conn.execute(
+            insert(ConfigVersion).values(
+                checksum=checksum,
+                document=document,
+                created_at=datetime.now(UTC),
+                created_by=author,
+                comment=comment,
+                based_on=based_on,
+            )
+        )
+        (version,) = result.inserted_primary_key or (None,)
+        if not isinstance(version, int):
+            raise HubError("the database did not return the new configuration version number")
+        return version
+
+    @staticmethod
+    async def _point_at(conn: AsyncConnection, version: int, *, author: str) -> None:
+        await conn.execute(
+            update(ActiveConfig)
+            .where(ActiveConfig.id == ACTIVE_ROW_ID)
+            .values(version=version, activated_at=datetime.now(UTC), activated_by=author)
+        )
+
+    @staticmethod
+    async def _fetch(conn: AsyncConnection, version: int) -> StoredVersion | None:
+        statement = _versions().where(ConfigVersion.version == version)
+        row = (await conn.execute(statement)).mappings().first()
+        return None if row is None else _stored(row)
+
+    @classmethod
+    async def _fetch_existing(cls, conn: AsyncConnection, version: int) -> StoredVersion:
+        stored = await cls._fetch(conn, version)
+        if stored is None:
+            raise HubError(f"configuration version {version} vanished inside its transaction")
+        return stored

@@ -1,0 +1,146 @@
+"""Schema migrations on SQLite and PostgreSQL, and the engine they run on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection
+
+from hub.db.engine import create_engine, ping
+from hub.db.migrate import current_revision, head_revision, migrate
+from hub.db.models import Base
+from hub.errors import BackendUnavailable
+from tests.fixtures_db import create_temp_postgres_database
+
+TABLES = {"alembic_version", "config_versions", "active_config"}
+
+
+async def _table_names(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+
+
+async def _pointer_rows(url: str) -> list[tuple[int, int | None]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(text("SELECT id, version FROM active_config"))
+            return [(row.id, row.version) for row in result]
+    finally:
+        await engine.dispose()
+
+
+async def test_migrate_upgrades_an_empty_database_to_head(database_url: str) -> None:
+    assert await current_revision(database_url) is None
+    assert TABLES.isdisjoint(await _table_names(database_url))
+
+    await migrate(database_url)
+
+    assert await current_revision(database_url) == head_revision() == "0001"
+    assert await _table_names(database_url) >= TABLES
+    assert await _pointer_rows(database_url) == [(1, None)]
+
+
+async def test_migrate_is_idempotent(database_url: str) -> None:
+    await migrate(database_url)
+    await migrate(database_url)
+
+    assert await current_revision(database_url) == head_revision()
+    assert await _pointer_rows(database_url) == [(1, None)]
+
+
+async def test_replicas_migrating_together_both_succeed(database_url: str) -> None:
+    await asyncio.gather(migrate(database_url), migrate(database_url), migrate(database_url))
+
+    assert await current_revision(database_url) == head_revision()
+    assert await _pointer_rows(database_url) == [(1, None)]
+
+
+@pytest.mark.backends
+@pytest.mark.usefixtures("postgres_url")  # fails or skips, as agreed, when PostgreSQL is down
+async def test_a_temporary_postgres_database_is_usable_then_dropped() -> None:
+    async with create_temp_postgres_database() as url:
+        await migrate(url)
+        assert await current_revision(url) == head_revision()
+
+    engine = create_engine(url)
+    try:
+        with pytest.raises(BackendUnavailable, match="does not exist"):
+            await ping(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_models_match_the_migrated_schema(database_url: str) -> None:
+    await migrate(database_url)
+
+    def diff(conn: Connection) -> list[object]:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_connections_use_wal_foreign_keys_and_busy_timeout(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert await conn.scalar(text("PRAGMA foreign_keys")) == 1
+            assert await conn.scalar(text("PRAGMA busy_timeout")) > 0
+    finally:
+        await engine.dispose()
+    assert Path(sqlite_url.removeprefix("sqlite+aiosqlite:///")).parent.is_dir()
+
+
+async def test_ping_succeeds_on_a_reachable_database(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        await ping(engine)
+    finally:
+        await engine.dispose()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_ping_on_an_unreachable_postgres_raises_backend_unavailable() -> None:
+    engine = create_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/hub")
+    try:
+        with pytest.raises(BackendUnavailable, match=r"^database unreachable: ") as caught:
+            await ping(engine)
+    finally:
+        await engine.dispose()
+    assert caught.value.status == 503
+    assert caught.value.__cause__ is not None
+
+
+async def test_migrate_on_an_unreachable_postgres_raises_backend_unavailable() -> None:
+    with pytest.raises(BackendUnavailable):
+        await migrate(f"postgresql+asyncpg://postgres@127.0.0.1:{_closed_port()}/hub")
+
+
+def test_sqlite_file_that_cannot_be_created_raises_backend_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with pytest.raises(BackendUnavailable, match="database unreachable"):
+        create_engine(f"sqlite+aiosqlite:///{blocker / 'hub.db'}")
