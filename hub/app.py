@@ -96,13 +96,14 @@ def _detail(stored: StoredVersion) -> VersionDetail:
     return VersionDetail(**{f: getattr(stored, f) for f in VersionDetail.__dataclass_fields__})
 
 
-def _admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def _admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Bearer admin token until identity lands: compared by digest, in constant time."""
     runtime: Runtime = connection.app.state.runtime
     expected = runtime.settings.admin_token_sha256
     challenge = {"WWW-Authenticate": 'Bearer realm="hub-admin"'}
     if expected is None:
         raise Unauthorized("the admin API is disabled: set HUB_ADMIN_TOKEN", headers=challenge)
+    del handler
     scheme, _, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("an admin bearer token is required", headers=challenge)
@@ -244,6 +245,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
         plugins=[problem_details_plugin()],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="The hub", version=__version__, path="/schema"),
+        logging_config=None,  # hub.ops.logging configures logging once for the process
         debug=False,
     )
     app.state.runtime = runtime

@@ -101,7 +101,9 @@ def _assemble(contracts_dir: Path, product: ProductSpec) -> str:
             "default",
             {
                 "description": "A problem (RFC 9457)",
-                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                "content": {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                },
             },
         )
         operation["responses"] = responses

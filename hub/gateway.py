@@ -123,7 +123,8 @@ class Gateway:
             limit = snapshot.limits.get(route_id)
             extra_headers: list[tuple[str, str]] = []
             if limit is not None and self.runtime.limiter is not None:
-                key = f"{route_id}:{address if route.rate_limit and route.rate_limit.key == 'ip' else '*'}"
+                per_ip = route.rate_limit is not None and route.rate_limit.key == "ip"
+                key = f"{route_id}:{address if per_ip else '*'}"
                 try:
                     decision = await self.runtime.limiter.hit(key, limit)
                 except BackendUnavailable:

@@ -105,7 +105,9 @@ def problem_headers(
     ]
     if request_id:
         headers.append((b"x-request-id", request_id.encode()))
-    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
+    headers.extend(
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
+    )
     return headers
 
 

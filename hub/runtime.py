@@ -88,9 +88,7 @@ class Runtime:
         await self.events.start()
         active = await self.store.active()
         if active is None:
-            document = load_directory(
-                settings.policies_dir, contracts_dir=settings.contracts_dir
-            )
+            document = load_directory(settings.policies_dir, contracts_dir=settings.contracts_dir)
             seeded = await self.store.seed_if_empty(
                 document.raw, checksum=document.checksum, author="seed:policies"
             )

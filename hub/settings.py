@@ -57,8 +57,8 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 def _networks(env: Mapping[str, str], name: str) -> tuple[_Network, ...]:
     raw = env.get(name, "")
     nets: list[_Network] = []
-    for part in raw.split(","):
-        part = part.strip()
+    for item in raw.split(","):
+        part = item.strip()
         if not part:
             continue
         try:

@@ -134,7 +134,9 @@ def run_hub(
             stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        hub = HubProcess(url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path)
+        hub = HubProcess(
+            url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path
+        )
         try:
             if not wait_http(f"{hub.url}/readyz", ready_timeout):
                 hub.stop(signal.SIGKILL)

@@ -31,6 +31,9 @@ class _PoolCollector(Collector):
     def __init__(self, pools: Callable[[], Mapping[str, UpstreamPool]]) -> None:
         self._pools = pools
 
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        return ()  # read lazily: the pools do not exist yet when the registry is built
+
     def collect(self) -> Iterable[GaugeMetricFamily]:
         healthy = GaugeMetricFamily(
             "hub_upstream_target_healthy",

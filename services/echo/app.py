@@ -39,11 +39,11 @@ def create_app(instance: str = "echo") -> Litestar:
             "body_sha256": hashlib.sha256(body).hexdigest(),
         }
 
-    @route("/", http_method=_METHODS)
+    @route("/", http_method=_METHODS, status_code=200)
     async def root(request: Request[Any, Any, Any]) -> dict[str, Any]:
         return await describe(request)
 
-    @route("/{path:path}", http_method=_METHODS)
+    @route("/{path:path}", http_method=_METHODS, status_code=200)
     async def anything(request: Request[Any, Any, Any], path: str) -> dict[str, Any]:
         del path
         return await describe(request)

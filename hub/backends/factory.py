@@ -1,0 +1,48 @@
+"""The one place that chooses back-end implementations from the settings."""
+
+from __future__ import annotations
+
+from hub.backends.events.amqp import (
+    DEFAULT_DEAD_LETTER_EXCHANGE,
+    DEFAULT_EXCHANGE,
+    AmqpEventBus,
+)
+from hub.backends.events.base import EventBus
+from hub.backends.events.memory import MemoryEventBus
+from hub.backends.notifier.base import ConfigNotifier
+from hub.backends.notifier.memory import MemoryConfigNotifier
+from hub.backends.notifier.redis import DEFAULT_CHANNEL, RedisConfigNotifier
+from hub.ratelimit.base import RateLimitStore
+from hub.ratelimit.memory import MemoryRateLimitStore
+from hub.ratelimit.redis import RedisRateLimitStore
+from hub.settings import Settings
+
+__all__ = ["build_event_bus", "build_limiter", "build_notifier"]
+
+
+def build_limiter(settings: Settings) -> RateLimitStore:
+    """Redis (shared by every replica) when ``HUB_REDIS_URL`` is set, in-process otherwise."""
+    if settings.redis_url:
+        return RedisRateLimitStore.from_url(settings.redis_url)
+    return MemoryRateLimitStore()
+
+
+def build_notifier(settings: Settings, *, channel: str = DEFAULT_CHANNEL) -> ConfigNotifier:
+    """Redis pub/sub when ``HUB_REDIS_URL`` is set, in-process otherwise (``channel`` for tests)."""
+    if settings.redis_url:
+        return RedisConfigNotifier(settings.redis_url, channel=channel)
+    return MemoryConfigNotifier()
+
+
+def build_event_bus(
+    settings: Settings,
+    *,
+    exchange: str = DEFAULT_EXCHANGE,
+    dead_letter_exchange: str = DEFAULT_DEAD_LETTER_EXCHANGE,
+) -> EventBus:
+    """RabbitMQ when ``HUB_AMQP_URL`` is set, in-process otherwise (names overridable for tests)."""
+    if settings.amqp_url:
+        return AmqpEventBus(
+            settings.amqp_url, exchange=exchange, dead_letter_exchange=dead_letter_exchange
+        )
+    return MemoryEventBus()

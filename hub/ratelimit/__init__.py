@@ -1,0 +1,15 @@
+"""Rate limiting with GCRA over pluggable bucket stores (in-process or Redis)."""
+
+from __future__ import annotations
+
+from hub.ratelimit.base import Decision, Limit, RateLimitStore
+from hub.ratelimit.memory import MemoryRateLimitStore
+from hub.ratelimit.redis import RedisRateLimitStore
+
+__all__ = [
+    "Decision",
+    "Limit",
+    "MemoryRateLimitStore",
+    "RateLimitStore",
+    "RedisRateLimitStore",
+]

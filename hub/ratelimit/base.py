@@ -1,0 +1,80 @@
+"""The rate-limit store interface and the values that cross it."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+
+__all__ = ["Decision", "Limit", "RateLimitStore"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limit:
+    """``rate`` requests per ``period`` seconds, plus ``burst`` extra at once.
+
+    The emission interval is ``T = period / rate`` and the tolerance ``tau = T * burst``, so
+    ``burst + 1`` requests may pass at the same instant. Time is counted in whole microseconds:
+    ``period`` is rounded to the microsecond and ``T`` up to the next one, which caps a single
+    key at one million requests per second and never lets more through than asked.
+    """
+
+    rate: int
+    period: float
+    burst: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rate < 1:
+            raise ValueError(f"rate must be at least 1, got {self.rate}")
+        if not math.isfinite(self.period) or round(self.period * 1_000_000) < 1:
+            raise ValueError(f"period must be at least one microsecond, got {self.period}")
+        if self.burst < 0:
+            raise ValueError(f"burst must not be negative, got {self.burst}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """The answer to one hit, with what a client needs for ``RateLimit``/``Retry-After`` headers.
+
+    ``limit`` is the most requests that may pass at once (``burst + 1``); ``remaining`` how many
+    unit-cost requests would still pass right now; ``retry_after`` the seconds until this request
+    would be allowed (0 when allowed); ``reset_after`` the seconds until the bucket is full again.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    reset_after: float
+
+
+class RateLimitStore(ABC):
+    """Where GCRA buckets live: in this process, or shared by every replica (Redis)."""
+
+    @abstractmethod
+    async def hit(self, key: str, limit: Limit, cost: int = 1) -> Decision:
+        """Count ``cost`` requests against ``key`` under ``limit``; a refusal consumes nothing.
+
+        ``cost`` must be between 1 and ``limit.burst + 1`` (``ValueError`` otherwise). Raises
+        :class:`hub.errors.BackendUnavailable` when the store cannot be reached.
+        """
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Readiness: return when usable, raise :class:`hub.errors.BackendUnavailable` if not."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release what the store owns; waits for hits already sent."""
+
+    async def __aenter__(self) -> RateLimitStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,145 @@
+"""A loopback TCP forwarder that fault tests cut and restore, leaving the real service alone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+__all__ = ["TcpProxy"]
+
+_CHUNK = 64 * 1024
+
+
+class TcpProxy:
+    """Forward ``127.0.0.1:<port>`` to ``target_host:target_port`` until cut.
+
+    ``cut()`` aborts every open connection and stops listening, so new connections are refused
+    (not merely hung); ``restore()`` listens again on the same port.
+    """
+
+    def __init__(
+        self,
+        *,
+        target_port: int,
+        target_host: str = "127.0.0.1",
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+    ) -> None:
+        self.target_host = target_host
+        self.target_port = target_port
+        self._listen_host = listen_host
+        self._port = listen_port
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.connections_total = 0
+
+    @property
+    def port(self) -> int:
+        """The port the proxy listens on (known once started)."""
+        if not self._port:
+            raise RuntimeError("TcpProxy.port is known only after start()")
+        return self._port
+
+    @property
+    def is_cut(self) -> bool:
+        return self._server is None
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections currently being forwarded."""
+        return len(self._tasks)
+
+    async def start(self) -> None:
+        """Listen and forward; binds a free port the first time."""
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(
+            self._handle, self._listen_host, self._port, reuse_address=True
+        )
+        self._port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Abort every forwarded connection and refuse new ones until ``restore()``."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            # abort() rather than close(): a cut is a crash, peers must not get a graceful FIN
+            # after buffered data.
+            writer.transport.abort()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        if server is not None:
+            await server.wait_closed()
+
+    async def restore(self) -> None:
+        """Listen again on the same port after a ``cut()``."""
+        await self.start()
+
+    async def aclose(self) -> None:
+        await self.cut()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _handle(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(client_writer)
+        self.connections_total += 1
+        upstream_writer: asyncio.StreamWriter | None = None
+        try:
+            if self._server is None:  # cut between accept and this callback
+                return
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_connection(
+                    self.target_host, self.target_port
+                )
+            except OSError:
+                return
+            self._writers.add(upstream_writer)
+            pumps = [
+                asyncio.create_task(self._pump(client_reader, upstream_writer)),
+                asyncio.create_task(self._pump(upstream_reader, client_writer)),
+            ]
+            try:
+                # Either side closing ends the pair: the protocols proxied here do not half-close.
+                await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for pump in pumps:
+                    pump.cancel()
+                await asyncio.gather(*pumps, return_exceptions=True)
+        finally:
+            for writer in (client_writer, upstream_writer):
+                if writer is None:
+                    continue
+                self._writers.discard(writer)
+                writer.close()
+                with contextlib.suppress(OSError, asyncio.CancelledError):
+                    await writer.wait_closed()
+            self._tasks.discard(task)
+
+    @staticmethod
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(_CHUNK):
+                writer.write(data)
+                await writer.drain()
