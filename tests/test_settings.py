@@ -1,0 +1,73 @@
+"""Settings come from HUB_* variables only, and bad values are refused with the variable's name."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+
+import pytest
+
+from hub.errors import ConfigError
+from hub.settings import Settings
+
+
+def test_defaults_are_the_embedded_back_ends() -> None:
+    settings = Settings.from_env({})
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.embedded_database
+    assert settings.redis_url is None
+    assert settings.amqp_url is None
+
+
+def test_variables_override_defaults() -> None:
+    settings = Settings.from_env(
+        {
+            "HUB_HOST": "0.0.0.0",
+            "HUB_PORT": "9000",
+            "HUB_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1/hub",
+            "HUB_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "HUB_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+            "HUB_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1",
+            "HUB_LOG_JSON": "false",
+        }
+    )
+    assert settings.port == 9000
+    assert not settings.embedded_database
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("192.0.2.1/32"),
+    )
+    assert settings.log_json is False
+
+
+def test_the_admin_token_is_kept_only_as_its_digest() -> None:
+    settings = Settings.from_env({"HUB_ADMIN_TOKEN": "s3cret"})
+    assert settings.admin_token_sha256 == hashlib.sha256(b"s3cret").hexdigest()
+    assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"HUB_PORT": "eighty"}, "HUB_PORT: 'eighty' is not an integer"),
+        ({"HUB_PORT": "70000"}, "HUB_PORT: 70000 is not a TCP port"),
+        ({"HUB_LOG_JSON": "maybe"}, "HUB_LOG_JSON: 'maybe' is not a boolean"),
+        (
+            {"HUB_TRUSTED_PROXIES": "10.0.0.0/33"},
+            "HUB_TRUSTED_PROXIES: '10.0.0.0/33' is not an IP address or network",
+        ),
+        (
+            {"HUB_REDIS_URL": "http://x"},
+            "HUB_REDIS_URL: must start with redis://, rediss:// or unix://",
+        ),
+        (
+            {"HUB_DATABASE_URL": "mysql://x"},
+            "HUB_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://",
+        ),
+    ],
+)
+def test_bad_values_are_refused_by_name(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert message in caught.value.issues
