@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import structlog
 
@@ -48,7 +49,8 @@ def _host(headers: list[tuple[bytes, bytes]]) -> str:
             host = value.decode("latin-1").lower()
             if host.startswith("["):  # [v6]:port
                 return host.partition("]")[0] + "]"
-            return host.partition(":")[0]
+            # "api.example.gov." is the same name as "api.example.gov" (DNS root dot).
+            return host.partition(":")[0].rstrip(".")
     return ""
 
 
@@ -101,8 +103,12 @@ class Gateway:
                 raise ShuttingDown(headers={"Connection": "close", "Retry-After": "1"})
             if snapshot is None:
                 raise ServiceUnavailable("the configuration is not loaded yet")
-            raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-            if len(raw_path) + len(scope["query_string"]) > self._max_url:
+            # Servers without raw_path hand over a decoded path: quote it back so it is not
+            # decoded twice.
+            raw_path: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
+            query: bytes = scope["query_string"]
+            # The request target as sent: path, then "?" and the query when there is one.
+            if len(raw_path) + (len(query) + 1 if query else 0) > self._max_url:
                 raise UriTooLong(f"the request target is longer than {self._max_url} bytes")
             if sum(len(n) + len(v) for n, v in headers) > self._max_headers:
                 raise HeadersTooLarge(f"the request headers exceed {self._max_headers} bytes")
@@ -148,7 +154,9 @@ class Gateway:
                 pool=pool,
                 path=path,
                 request_id=request_id,
-                peer=address,
+                # X-Forwarded-For gets the TCP peer appended (a trusted proxy's own address),
+                # not the client address resolved from the chain, which is already in it.
+                peer=peer,
                 trusted_peer=trusted_peer,
                 exchange=exchange,
             )
@@ -164,6 +172,13 @@ class Gateway:
         except ResponseAborted as exc:
             log.warning("upstream.aborted", request_id=request_id, route=route_id, reason=str(exc))
             raise
+        except Exception:
+            # A bug of ours: logged with its traceback, answered as a problem all the same.
+            log.exception("gateway.unhandled", request_id=request_id, route=route_id)
+            if response_started:
+                raise
+            status = 500
+            await self._problem(send, HubError(), request_id, scope.get("path", ""))
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(route_id, method, status, elapsed)

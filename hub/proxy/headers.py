@@ -34,7 +34,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Headers the hub owns on the way in: it sets them itself, whatever the client sent.
-_OWNED_IN = frozenset({b"x-request-id", b"host"})
+# ``Expect: 100-continue`` was answered by the hub's own server; the upstream gets the body.
+_OWNED_IN = frozenset({b"x-request-id", b"host", b"expect"})
 _FORWARDED = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )

@@ -171,6 +171,7 @@ def _scan(
     headers: Sequence[tuple[bytes, bytes]],
     best: Entry | None,
 ) -> Entry | None:
+    """The first of the rank-sorted ``candidates`` that accepts the request and beats ``best``."""
     bound = best.rank if best is not None else _NO_RANK
     for entry in candidates:
         if entry.rank >= bound:

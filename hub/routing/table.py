@@ -86,6 +86,8 @@ class RouteTable:
         self, method: str, host: str, path: str, headers: Sequence[tuple[bytes, bytes]]
     ) -> RouteMatch | None:
         """The winning route for a request, or None when no route matches it."""
+        if path[:1] != "/":
+            return None
         segments = path.split("/")
         # Item 0 is the "" before the leading slash; a trailing slash leaves a "" to ignore.
         count = len(segments) - 1 if segments[-1] == "" else len(segments)
@@ -106,6 +108,8 @@ class RouteTable:
         self, host: str, path: str, headers: Sequence[tuple[bytes, bytes]]
     ) -> frozenset[str]:
         """Methods some route accepts for this host, path and headers (for a 405's Allow)."""
+        if path[:1] != "/":
+            return frozenset()
         segments = path.split("/")
         count = len(segments) - 1 if segments[-1] == "" else len(segments)
         found: list[Entry] = []
