@@ -7,6 +7,7 @@ pay nothing for Litestar; the reserved prefixes can never be claimed by a config
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from litestar import Litestar
@@ -20,7 +21,7 @@ from hub.proxy.headers import request_id_from
 from hub.runtime import Runtime
 from hub.settings import Settings
 
-__all__ = ["RESERVED_SEGMENTS", "HubApp", "create_app", "is_reserved"]
+__all__ = ["RESERVED_SEGMENTS", "HubApp", "create_app", "drain_all", "is_reserved"]
 
 RESERVED_SEGMENTS = frozenset({"admin", "healthz", "readyz", "metrics", "schema", ".well-known"})
 
@@ -68,8 +69,20 @@ class HubApp:
         await self.litestar(scope, receive, send_with_id)  # type: ignore[arg-type]
 
 
+# The apps of this process, so a signal handler can mark them all as draining.
+_APPS: weakref.WeakSet[HubApp] = weakref.WeakSet()
+
+
+def drain_all() -> None:
+    """Start draining every hub app of this process: new requests get 503, readiness fails."""
+    for app in _APPS:
+        app.runtime.draining = True
+
+
 def create_app(settings: Settings | None = None) -> HubApp:
     """Build the hub from settings (from ``HUB_*`` variables when not given)."""
     settings = settings or Settings.from_env()
     configure_logging(level=settings.log_level, json=settings.log_json)
-    return HubApp(settings)
+    app = HubApp(settings)
+    _APPS.add(app)
+    return app

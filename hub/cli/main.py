@@ -17,10 +17,12 @@ from typing import Annotated, TypeVar
 
 import typer
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
-from hub.asgi import HubApp, create_app
+from hub.asgi import create_app, drain_all
+from hub.backends.factory import build_notifier
 from hub.config.loader import load_directory
-from hub.db.config_store import ConfigStore
+from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine
 from hub.db.migrate import migrate
 from hub.errors import ConfigError, HubError
@@ -47,12 +49,8 @@ def _settings() -> Settings:
 class _DrainingServer(uvicorn.Server):
     """On the first signal the hub drains: new requests get 503 and readiness fails."""
 
-    def __init__(self, config: uvicorn.Config, hub: HubApp) -> None:
-        super().__init__(config)
-        self._hub = hub
-
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._hub.runtime.draining = True
+        drain_all()
         super().handle_exit(sig, frame)
 
 
@@ -79,11 +77,14 @@ def _uvicorn_config(settings: Settings, app_obj: object, workers: int) -> uvicor
 
 def _serve(settings: Settings, workers: int) -> None:
     if workers > 1:
-        # Each worker builds its own app from the same HUB_* environment.
-        uvicorn.Server(_uvicorn_config(settings, "hub.asgi:create_app", workers)).run()
+        # Each worker process builds its own app from the same HUB_* environment, on one
+        # listening socket shared by all; uvicorn's supervisor restarts a worker that dies.
+        # Its workers drain the way uvicorn does (stop accepting, finish in-flight requests)
+        # without the early 503 of the single-process server below.
+        config = _uvicorn_config(settings, "hub.asgi:create_app", workers)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
-    hub = create_app(settings)
-    _DrainingServer(_uvicorn_config(settings, hub, 1), hub).run()
+    _DrainingServer(_uvicorn_config(settings, create_app(settings), 1)).run()
 
 
 @app.command()
@@ -151,6 +152,33 @@ async def _with_store(settings: Settings, action: Callable[[ConfigStore], Awaita
         await engine.dispose()
 
 
+async def _change(
+    settings: Settings, action: Callable[[ConfigStore], Awaitable[StoredVersion]]
+) -> tuple[StoredVersion, str | None]:
+    """Store a change, then announce it to running replicas; the error if nobody was told."""
+    stored = await _with_store(settings, action)
+    if not settings.redis_url:
+        return stored, None  # embedded: replicas share no channel and poll the database
+    notifier = build_notifier(settings)
+    try:
+        await notifier.start()
+        await notifier.publish(stored.version)
+    except HubError as exc:
+        return stored, exc.detail
+    finally:
+        await notifier.aclose()
+    return stored, None
+
+
+def _report_unannounced(problem: str | None) -> None:
+    if problem is not None:
+        typer.echo(
+            f"warning: running hubs were not notified ({problem}); "
+            "they pick the change up when they next poll the database",
+            err=True,
+        )
+
+
 @config_app.command("publish")
 def config_publish(
     path: Annotated[Path, typer.Argument(help="A folder of policy documents (YAML)")],
@@ -159,12 +187,12 @@ def config_publish(
         int | None, typer.Option(help="Refuse if the active version is not this")
     ] = None,
 ) -> None:
-    """Store a configuration folder as a new version and make it active (replicas follow)."""
+    """Store a configuration folder as a new version and make it active; running hubs follow."""
     settings = _settings()
     try:
         document = load_directory(path, contracts_dir=settings.contracts_dir)
-        stored = asyncio.run(
-            _with_store(
+        stored, problem = asyncio.run(
+            _change(
                 settings,
                 lambda store: store.publish(
                     document.raw,
@@ -183,13 +211,18 @@ def config_publish(
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"published version {stored.version} (checksum {stored.checksum[:12]})")
+    _report_unannounced(problem)
 
 
 @config_app.command("history")
 def config_history(limit: int = 20) -> None:
     """List stored configuration versions, newest first."""
     settings = _settings()
-    versions = asyncio.run(_with_store(settings, lambda store: store.history(limit=limit)))
+    try:
+        versions = asyncio.run(_with_store(settings, lambda store: store.history(limit=limit)))
+    except HubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
     for v in versions:
         mark = "*" if v.active else " "
         typer.echo(
@@ -203,13 +236,14 @@ def config_rollback(version: int) -> None:
     """Make a stored version active again."""
     settings = _settings()
     try:
-        stored = asyncio.run(
-            _with_store(settings, lambda store: store.activate(version, author="cli"))
+        stored, problem = asyncio.run(
+            _change(settings, lambda store: store.activate(version, author="cli"))
         )
     except HubError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"version {stored.version} is active")
+    _report_unannounced(problem)
 
 
 def _wait_http(url: str, timeout: float) -> bool:

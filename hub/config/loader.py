@@ -59,6 +59,7 @@ _EXTENSIONS = ("permissions", "plans", "consumers")
 _CONTRACT_FOLDER = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*")
 _SCHEMA_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\.json")
 _CONTRACT_SCHEMA = "product-contract.schema.json"
+_CONFIG_SCHEMA = "hub-config.schema.json"
 _MAX_DEPTH = 64
 _YAML_ONLY: dict[type, str] = {
     bytes: "binary data (!!binary)",
@@ -69,7 +70,7 @@ _YAML_ONLY: dict[type, str] = {
 
 def default_schema_path() -> Path:
     """The schema of the policy documents shipped with the hub."""
-    return PROJECT_ROOT / "contracts" / "config" / "hub-config.schema.json"
+    return PROJECT_ROOT / "contracts" / "config" / _CONFIG_SCHEMA
 
 
 def config_checksum(raw: Mapping[str, Any]) -> str:
@@ -251,8 +252,9 @@ def _validated(
     schema_path: Path | None,
     contracts_dir: Path | None,
 ) -> ConfigDocument:
-    schema_path = schema_path or default_schema_path()
     contracts_dir = contracts_dir or PROJECT_ROOT / "contracts"
+    # The schema travels with the contracts (HUB_CONTRACTS_DIR), also in an installed hub.
+    schema_path = schema_path or contracts_dir / "config" / _CONFIG_SCHEMA
     issues = schema_issues(raw, load_validator(schema_path))
     issues += semantic_issues(raw)
     issues += _contract_issues(raw, contracts_dir, schema_path.with_name(_CONTRACT_SCHEMA))
