@@ -254,7 +254,9 @@ def _validated(
 ) -> ConfigDocument:
     contracts_dir = contracts_dir or PROJECT_ROOT / "contracts"
     # The schema travels with the contracts (HUB_CONTRACTS_DIR), also in an installed hub.
-    schema_path = schema_path or contracts_dir / "config" / _CONFIG_SCHEMA
+    if schema_path is None:
+        shipped = contracts_dir / "config" / _CONFIG_SCHEMA
+        schema_path = shipped if shipped.is_file() else default_schema_path()
     issues = schema_issues(raw, load_validator(schema_path))
     issues += semantic_issues(raw)
     issues += _contract_issues(raw, contracts_dir, schema_path.with_name(_CONTRACT_SCHEMA))
