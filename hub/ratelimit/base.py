@@ -6,6 +6,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Self
 
 __all__ = ["Decision", "Limit", "RateLimitStore"]
 
@@ -68,7 +69,7 @@ class RateLimitStore(ABC):
     async def aclose(self) -> None:
         """Release what the store owns; waits for hits already sent."""
 
-    async def __aenter__(self) -> RateLimitStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
