@@ -22,7 +22,7 @@ from tests.fixtures_services import free_port
 __all__ = ["ADMIN_TOKEN", "HubProcess", "run_hub", "wait_http", "write_policies"]
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "test-admin-token"  # noqa: S105 - a test credential
+ADMIN_TOKEN = "test-admin-token"
 
 
 @dataclass
@@ -63,11 +63,20 @@ def write_policies(
     return folder
 
 
-def wait_http(url: str, timeout: float = 20.0, *, ok: Sequence[int] = (200,)) -> bool:
+def wait_http(
+    url: str,
+    timeout: float = 20.0,
+    *,
+    ok: Sequence[int] = (200,),
+    process: subprocess.Popen[bytes] | None = None,
+) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False  # it exited: no point in waiting for it
+
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status in ok:
                     return True
         except urllib.error.HTTPError as exc:
@@ -118,7 +127,7 @@ def run_hub(
     full_env = hub_env(tmp, policies, port, extra=env)
     log_path = tmp / f"hub-{port}.log"
     if migrate:
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             [sys.executable, "-m", "hub", "migrate"],
             env=full_env,
             cwd=ROOT,
@@ -127,7 +136,7 @@ def run_hub(
             timeout=60,
         )
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [sys.executable, "-m", "hub", "serve"],
             env=full_env,
             cwd=ROOT,
@@ -138,7 +147,7 @@ def run_hub(
             url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path
         )
         try:
-            if not wait_http(f"{hub.url}/readyz", ready_timeout):
+            if not wait_http(f"{hub.url}/readyz", ready_timeout, process=process):
                 hub.stop(signal.SIGKILL)
                 raise RuntimeError(f"the hub did not become ready:\n{hub.log()}")
             yield hub

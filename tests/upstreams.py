@@ -7,10 +7,11 @@ hub process started by a module-scoped fixture.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,9 @@ class UpstreamServer:
         self.healthy = True
         self.in_flight = 0
         self.max_in_flight = 0
+        # (method, raw path and query) of the latest requests, oldest first
+        self.seen: deque[tuple[str, str]] = deque(maxlen=1000)
+        self.bytes_sent = 0  # body bytes written by /bytes, to see when a reader stopped pulling
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -61,6 +65,14 @@ class UpstreamServer:
     def release_hanging(self) -> None:
         self._loop.call_soon_threadsafe(self._release.set)
 
+    def reset_hanging(self) -> None:
+        """Make /hang hold requests again after :meth:`release_hanging`."""
+
+        async def reset() -> None:
+            self._release = asyncio.Event()
+
+        self._call(reset())
+
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=15)
 
@@ -82,6 +94,7 @@ class UpstreamServer:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         first = request.path.strip("/").split("/", 1)[0]
         self.hits[first] += 1
+        self.seen.append((request.method, request.raw_path))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -145,6 +158,7 @@ class UpstreamServer:
             piece = block[: min(_CHUNK, total - sent)]
             await response.write(piece)
             sent += len(piece)
+            self.bytes_sent += len(piece)
         await response.write_eof()
         return response
 
@@ -170,3 +184,36 @@ class UpstreamServer:
         response.headers.add("X-Secret-Hop", "must-not-pass")
         response.headers.add("Keep-Alive", "timeout=5")
         return response
+
+    async def _h_hop_headers(self, request: web.Request) -> web.Response:
+        """Every hop-by-hop header a response can carry, beside an end-to-end one."""
+        response = web.Response(body=b"{}", content_type="application/json")
+        response.headers.add("Connection", "X-Secret-Hop, X-Other-Hop")
+        response.headers.add("X-Secret-Hop", "must-not-pass")
+        response.headers.add("X-Other-Hop", "must-not-pass")
+        response.headers.add("Keep-Alive", "timeout=5")
+        response.headers.add("Proxy-Authenticate", 'Basic realm="upstream"')
+        response.headers.add("Proxy-Connection", "keep-alive")
+        response.headers.add("Trailer", "X-Checksum")
+        response.headers.add("Upgrade", "h2c")
+        response.headers.add("X-End-To-End", "kept")
+        return response
+
+    async def _h_redirect(self, request: web.Request) -> web.Response:
+        """``/redirect``: 301 to /echo/redirected (a proxy passes it on, never follows it)."""
+        return web.Response(status=301, headers={"Location": "/echo/redirected"})
+
+    async def _h_gzip(self, request: web.Request) -> web.Response:
+        """``/gzip``: a gzip-encoded JSON body (a proxy passes it on still encoded)."""
+        body = gzip.compress(json.dumps({"server": self.name, "gzip": True}).encode(), mtime=0)
+        return web.Response(
+            body=body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )
+
+    async def _h_upstream_id(self, request: web.Request) -> web.Response:
+        """``/upstream-id``: headers the hub owns on its answers, set by the upstream."""
+        return web.json_response(
+            {"server": self.name},
+            headers={"X-Request-ID": "chosen-by-upstream", "Server": "upstream/1.0"},
+        )

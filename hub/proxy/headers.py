@@ -2,7 +2,8 @@
 
 Hop-by-hop headers (RFC 9110 §7.6.1) and those named in ``Connection`` never cross the hub.
 ``X-Forwarded-*`` from the client are believed only when the peer is a configured proxy; the
-request id is always the hub's.
+request id is always the hub's. Header values go upstream as UTF-8 text, because aiohttp writes
+them that way: bytes that are not UTF-8 (Latin-1 obs-text) cannot pass unchanged and are refused.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import ipaddress
 import os
 import re
 from collections.abc import Sequence
+
+from hub.errors import InvalidHeader
 
 __all__ = [
     "HOP_BY_HOP",
@@ -87,6 +90,17 @@ def client_address(
     return peer, True
 
 
+def _text(name: bytes, value: bytes) -> str:
+    """A header value as aiohttp will encode it again (UTF-8), so its bytes arrive unchanged."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        header = name.decode("latin-1")
+        raise InvalidHeader(
+            f"the {header} header holds bytes that are not UTF-8; they cannot be forwarded as sent"
+        ) from None
+
+
 def _connection_tokens(headers: Sequence[tuple[bytes, bytes]]) -> frozenset[bytes]:
     tokens: set[bytes] = set()
     for name, value in headers:
@@ -116,11 +130,11 @@ def upstream_headers(
             continue
         if name in _OWNED_IN:
             if name == b"host":
-                host = value.decode("latin-1")
+                host = _text(name, value)
             continue
         if name in _FORWARDED:
             if trusted_peer:
-                text = value.decode("latin-1")
+                text = _text(name, value)
                 if name == b"x-forwarded-for":
                     forwarded_for.append(text)
                 elif name == b"x-forwarded-proto":
@@ -130,7 +144,7 @@ def upstream_headers(
                 else:
                     out.append(("forwarded", text))
             continue
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
+        out.append((name.decode("latin-1"), _text(name, value)))
     forwarded_for.append(peer)
     out.append(("x-forwarded-for", ", ".join(forwarded_for)))
     out.append(("x-forwarded-proto", forwarded_proto or scheme))
