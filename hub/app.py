@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from litestar import Controller, Litestar, Request, Response, get, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
 from hub import __version__
@@ -31,6 +32,9 @@ from hub.problems import problem_details_plugin
 from hub.runtime import Runtime
 
 __all__ = ["build_litestar"]
+
+# Named explicitly: Litestar 2.23+ deprecates inferring dependencies and parameters by name.
+RuntimeDep: TypeAlias = NamedDependency[Runtime]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,12 +130,14 @@ class AdminConfigController(Controller):
     dependencies = {"runtime": Provide(_runtime, sync_to_thread=False)}
 
     @get("/versions")
-    async def list_versions(self, runtime: Runtime, limit: int = 50) -> list[VersionSummary]:
+    async def list_versions(
+        self, runtime: RuntimeDep, limit: FromQuery[int] = 50
+    ) -> list[VersionSummary]:
         assert runtime.store is not None
         return [_summary(v) for v in await runtime.store.history(limit=max(1, min(limit, 500)))]
 
     @get("/versions/{version:int}")
-    async def get_version(self, runtime: Runtime, version: int) -> VersionDetail:
+    async def get_version(self, runtime: RuntimeDep, version: FromPath[int]) -> VersionDetail:
         assert runtime.store is not None
         stored = await runtime.store.get(version)
         if stored is None:
@@ -139,7 +145,7 @@ class AdminConfigController(Controller):
         return _detail(stored)
 
     @get("/active")
-    async def get_active(self, runtime: Runtime) -> VersionDetail:
+    async def get_active(self, runtime: RuntimeDep) -> VersionDetail:
         assert runtime.store is not None
         stored = await runtime.store.active()
         if stored is None:
@@ -147,7 +153,9 @@ class AdminConfigController(Controller):
         return _detail(stored)
 
     @post("/validate", status_code=HTTP_200_OK)
-    async def validate(self, runtime: Runtime, data: dict[str, Any]) -> ValidationResult:
+    async def validate(
+        self, runtime: RuntimeDep, data: JSONBody[dict[str, Any]]
+    ) -> ValidationResult:
         document = document_from_raw(data, contracts_dir=runtime.settings.contracts_dir)
         return ValidationResult(
             valid=True,
@@ -157,7 +165,7 @@ class AdminConfigController(Controller):
         )
 
     @post("/versions", status_code=HTTP_201_CREATED)
-    async def publish(self, runtime: Runtime, data: PublishRequest) -> VersionSummary:
+    async def publish(self, runtime: RuntimeDep, data: JSONBody[PublishRequest]) -> VersionSummary:
         stored = await runtime.publish(
             data.document,
             author="admin-token",
@@ -168,10 +176,14 @@ class AdminConfigController(Controller):
 
     @post("/versions/{version:int}/activate", status_code=HTTP_200_OK)
     async def activate(
-        self, runtime: Runtime, version: int, data: ActivateRequest
+        self,
+        runtime: RuntimeDep,
+        version: FromPath[int],
+        data: JSONBody[ActivateRequest | None] = None,
     ) -> VersionSummary:
+        # The body is optional: a plain POST rolls back without a conflict check.
         stored = await runtime.activate(
-            version, author="admin-token", expected_active=data.based_on
+            version, author="admin-token", expected_active=data.based_on if data else None
         )
         return _summary(stored)
 
@@ -184,7 +196,7 @@ class CatalogController(Controller):
     dependencies = {"runtime": Provide(_runtime, sync_to_thread=False)}
 
     @get("/")
-    async def catalog(self, runtime: Runtime) -> dict[str, Any]:
+    async def catalog(self, runtime: RuntimeDep) -> dict[str, Any]:
         snapshot = runtime.snapshot
         if snapshot is None:
             raise ServiceUnavailable("the configuration is not loaded yet")
@@ -194,7 +206,9 @@ class CatalogController(Controller):
         }
 
     @get("/{product:str}/{version:str}/openapi.json")
-    async def openapi(self, runtime: Runtime, product: str, version: str) -> dict[str, Any]:
+    async def openapi(
+        self, runtime: RuntimeDep, product: FromPath[str], version: FromPath[str]
+    ) -> dict[str, Any]:
         snapshot = runtime.snapshot
         if snapshot is None:
             raise ServiceUnavailable("the configuration is not loaded yet")
@@ -223,10 +237,15 @@ async def readyz(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
     return Response(body, status_code=HTTP_200_OK if ready else HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@get("/metrics", tags=["operations"], sync_to_thread=False, media_type=CONTENT_TYPE)
+# Litestar appends "; charset=utf-8" to text/* media types itself; naming it twice would send
+# "charset=utf-8; charset=utf-8", which strict scrapers refuse.
+_METRICS_MEDIA_TYPE = CONTENT_TYPE.partition("; charset=")[0]
+
+
+@get("/metrics", tags=["operations"], sync_to_thread=False, media_type=_METRICS_MEDIA_TYPE)
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """Prometheus metrics of this process."""
-    return Response(_runtime(request).metrics.render(), media_type=CONTENT_TYPE)
+    return Response(_runtime(request).metrics.render(), media_type=_METRICS_MEDIA_TYPE)
 
 
 def build_litestar(runtime: Runtime) -> Litestar:

@@ -88,6 +88,7 @@ class Gateway:
         exchange = Exchange()
         route_id = _NO_ROUTE
         upstream_id = ""
+        held = None
         status = 500
         response_started = False
 
@@ -126,6 +127,10 @@ class Gateway:
             route = match.route
             route_id = route.id
             upstream_id = route.upstream
+            # Held before the first await: a configuration swap must not close this pool while
+            # the request (served by the old snapshot) is still on its way to a lease.
+            held = pool = snapshot.pools[upstream_id]
+            pool.hold()
             limit = snapshot.limits.get(route_id)
             extra_headers: list[tuple[str, str]] = []
             if limit is not None and self.runtime.limiter is not None:
@@ -145,7 +150,6 @@ class Gateway:
                             f"rate limit reached; retry in {retry_after} s",
                             headers={**dict(extra_headers), "Retry-After": retry_after},
                         )
-            pool = snapshot.pools[upstream_id]
             await self.forward(
                 scope,
                 receive,
@@ -180,6 +184,8 @@ class Gateway:
             status = 500
             await self._problem(send, HubError(), request_id, scope.get("path", ""))
         finally:
+            if held is not None:
+                held.unhold()
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(route_id, method, status, elapsed)
             if exchange.attempts:

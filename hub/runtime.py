@@ -86,21 +86,32 @@ class Runtime:
         self.events = build_event_bus(settings)
         await self.notifier.start()
         await self.events.start()
-        active = await self.store.active()
+        try:
+            await self._load_active(self.store)
+        except ConfigError as exc:
+            # Start-up ends here: name every finding plainly, not only inside a traceback.
+            for issue in exc.issues:
+                log.error("config.invalid", issue=issue)
+            raise
+        self.notifier.subscribe(self._on_announcement)
+        self._poller = asyncio.create_task(self._poll(), name="hub-config-poll")
+
+    async def _load_active(self, store: ConfigStore) -> None:
+        """Swap in the active version, seeding it from the policies folder on first start."""
+        settings = self.settings
+        active = await store.active()
         if active is None:
             document = load_directory(settings.policies_dir, contracts_dir=settings.contracts_dir)
-            seeded = await self.store.seed_if_empty(
+            seeded = await store.seed_if_empty(
                 document.raw, checksum=document.checksum, author="seed:policies"
             )
-            active = seeded or await self.store.active()
+            active = seeded or await store.active()
             if active is None:  # pragma: no cover - seed_if_empty always leaves a version
                 raise ConfigError(["no configuration version could be stored"])
             log.info(
                 "config.seeded", version=active.version, source=str(settings.policies_dir.name)
             )
         await self._swap(active)
-        self.notifier.subscribe(self._on_announcement)
-        self._poller = asyncio.create_task(self._poll(), name="hub-config-poll")
 
     async def aclose(self) -> None:
         """Stop background work and close every client, newest first."""

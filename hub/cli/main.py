@@ -51,7 +51,12 @@ class _DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         drain_all()
-        super().handle_exit(sig, frame)
+        # uvicorn's own handler also records the signal and re-raises it once drained, so the
+        # process would die of it (exit -15); a drained stop is a clean one and exits 0.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C stops waiting for in-flight requests
+        else:
+            self.should_exit = True
 
 
 def _uvicorn_config(settings: Settings, app_obj: object, workers: int) -> uvicorn.Config:

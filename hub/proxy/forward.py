@@ -47,7 +47,6 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BUFFER_LIMIT = 64 * 1024  # request bodies up to this size are held so they can be retried
 _SMALL_RESPONSE = 256 * 1024  # responses up to this size are read whole and sent in one message
 _CHUNK = 64 * 1024
-_SKIP_AUTO = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 
 
 class ResponseAborted(Exception):
@@ -299,8 +298,7 @@ class Forwarder:
                 data=body.data if body.stream is None else body.stream,
                 timeout=call.timeout,
                 allow_redirects=False,
-                skip_auto_headers=_SKIP_AUTO,
-                auto_decompress=False,
+                # skip_auto_headers and auto_decompress are set once on the pool's session.
             )
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             lease.release(False)

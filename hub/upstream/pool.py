@@ -180,6 +180,7 @@ class UpstreamPool:
         self.targets: tuple[Target, ...] = tuple(targets)
         self._balancer = for_policy(spec.balancing, len(targets))
         self.in_flight = 0
+        self._holds = 0  # requests routed here that have not leased a target yet
         self._idle: asyncio.Event | None = None
         self._budgets: dict[float, RetryBudget] = {}
         self.retry_budget = self.retry_budget_for(RetrySpec().budget_ratio)
@@ -234,16 +235,28 @@ class UpstreamPool:
         """Whether some target is healthy and admitted by its breaker (for readiness)."""
         return any(t.healthy and t.breaker.would_allow() for t in self.targets)
 
+    def hold(self) -> None:
+        """Keep the pool open for a request routed to it (taken before the request awaits)."""
+        self._holds += 1
+
+    def unhold(self) -> None:
+        """Release a :meth:`hold` once the request is over."""
+        self._holds -= 1
+        self._maybe_idle()
+
     async def wait_idle(self) -> None:
-        """Return once no lease is outstanding."""
-        while self.in_flight > 0:
+        """Return once no lease or hold is outstanding."""
+        while self.in_flight > 0 or self._holds > 0:
             if self._idle is None or self._idle.is_set():
                 self._idle = asyncio.Event()
             await self._idle.wait()
 
     def _release(self) -> None:
         self.in_flight -= 1
-        if self.in_flight == 0 and self._idle is not None:
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self.in_flight == 0 and self._holds == 0 and self._idle is not None:
             self._idle.set()
 
     def _unavailable(self) -> UpstreamUnavailable:
