@@ -96,6 +96,7 @@ class Settings:
     access_log: bool = True
     shutdown_grace_seconds: float = 20.0
     config_poll_seconds: float = 5.0
+    config_channel: str = "hub:config"
     admin_token_sha256: str | None = field(default=None, repr=False)
 
     @property
@@ -128,6 +129,9 @@ class Settings:
             access_log=_bool(env, "HUB_ACCESS_LOG", True),
             shutdown_grace_seconds=_float(env, "HUB_SHUTDOWN_GRACE_SECONDS", 20.0),
             config_poll_seconds=_float(env, "HUB_CONFIG_POLL_SECONDS", 5.0),
+            # Redis pub/sub ignores the database number: hub clusters sharing one Redis need
+            # their own channel.
+            config_channel=env.get("HUB_CONFIG_CHANNEL") or "hub:config",
             # The admin token is kept only as its digest; the clear value is dropped here.
             admin_token_sha256=(
                 hashlib.sha256(admin_token.encode()).hexdigest() if admin_token else None

@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ import yaml
 
 from tests.fixtures_services import free_port
 
-__all__ = ["ADMIN_TOKEN", "HubProcess", "run_hub", "wait_http", "write_policies"]
+__all__ = ["ADMIN_TOKEN", "CONFIG_CHANNEL", "HubProcess", "run_hub", "wait_http", "write_policies"]
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
+# One config channel per test session: hubs of this run hear each other, not other runs.
+CONFIG_CHANNEL = f"hub:config:test:{uuid.uuid4().hex[:12]}"
 
 
 @dataclass
@@ -106,6 +109,7 @@ def hub_env(
             "HUB_ADMIN_TOKEN": ADMIN_TOKEN,
             "HUB_LOG_LEVEL": "info",
             "HUB_SHUTDOWN_GRACE_SECONDS": "10",
+            "HUB_CONFIG_CHANNEL": CONFIG_CHANNEL,
         }
     )
     env.update(extra or {})

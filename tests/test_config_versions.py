@@ -35,7 +35,7 @@ from hub.cli.main import app
 from hub.db.migrate import migrate
 from tests.fixtures_db import create_temp_postgres_database
 from tests.fixtures_services import proxied_url, service_address
-from tests.hubproc import ADMIN_TOKEN, HubProcess, run_hub, write_policies
+from tests.hubproc import ADMIN_TOKEN, CONFIG_CHANNEL, HubProcess, run_hub, write_policies
 from tests.tcpproxy import TcpProxy
 from tests.upstreams import UpstreamServer
 
@@ -193,7 +193,11 @@ def real_cluster(
                 green=document("green", upstreams["green"]),
                 redis_proxy=proxy,
                 loop=loop,
-                env={"HUB_DATABASE_URL": database_url, "HUB_REDIS_URL": redis_url},
+                env={
+                    "HUB_DATABASE_URL": database_url,
+                    "HUB_REDIS_URL": redis_url,
+                    "HUB_CONFIG_CHANNEL": CONFIG_CHANNEL,
+                },
             )
     finally:
         loop.run(proxy.aclose())

@@ -27,10 +27,15 @@ def build_limiter(settings: Settings) -> RateLimitStore:
     return MemoryRateLimitStore()
 
 
-def build_notifier(settings: Settings, *, channel: str = DEFAULT_CHANNEL) -> ConfigNotifier:
-    """Redis pub/sub when ``HUB_REDIS_URL`` is set, in-process otherwise (``channel`` for tests)."""
+def build_notifier(settings: Settings, *, channel: str | None = None) -> ConfigNotifier:
+    """Redis pub/sub when ``HUB_REDIS_URL`` is set, in-process otherwise.
+
+    The channel is ``HUB_CONFIG_CHANNEL`` unless given (tests isolate themselves with it).
+    """
     if settings.redis_url:
-        return RedisConfigNotifier(settings.redis_url, channel=channel)
+        return RedisConfigNotifier(
+            settings.redis_url, channel=channel or settings.config_channel or DEFAULT_CHANNEL
+        )
     return MemoryConfigNotifier()
 
 
