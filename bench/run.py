@@ -1,0 +1,674 @@
+"""Benchmark harness: the same 206-byte JSON upstream directly, through nginx and through the hub.
+
+    python bench/run.py                          # every scenario, 10 s each (about 2.5 minutes)
+    python bench/run.py --quick                  # smoke run, about 2 s per scenario
+    python bench/run.py --scenarios hub-plain hub-plain-c1 --json bench/results/run.json
+
+The server under test is pinned to one core (--server-cpu), wrk and the upstream of the proxy
+scenarios to the other (--load-cpu); see bench/README.md for the topology and each scenario.
+Needs only the standard library; servers run from the project's .venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from _util import (
+    BODY,
+    Server,
+    Servers,
+    cpu_ticks,
+    ensure_tools,
+    free_port,
+    machine_busy,
+    run_wrk,
+    wait_ready,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PATH = "/bench/json"  # what wrk asks for; every server answers it with the same 206 bytes
+QUIET_PERCENT = 10.0  # --wait-quiet: below this (percent of one core) the machine counts as idle
+# CPU used by others during a run above which a figure is marked disturbed ("!") and, with
+# --wait-quiet, measured again. Kernel network work on loopback lands here too (~10-30%).
+DISTURBED_PERCENT = 40.0
+
+
+class ScenarioError(Exception):
+    """A scenario cannot run (missing tool, server failed to start); the others still run."""
+
+
+class ScenarioSkipped(ScenarioError):
+    """An optional scenario whose server is not installed (granian)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """How this run is set up; passed to every scenario's setup."""
+
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    server_cpu: int | None
+    load_cpu: int | None
+    upstream: str  # "nginx" or "python": what the proxy scenarios forward to
+    venv_bin: Path
+    wrk: str
+    nginx: str | None
+    taskset: str | None
+    tmp: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """What a scenario's setup started: the URL to load and who runs on which core."""
+
+    url: str
+    server: tuple[Server, ...]  # on the server core: what is being measured
+    load: tuple[Server, ...] = ()  # on the load core beside wrk (the proxies' upstream)
+    headers: tuple[str, ...] = ()  # extra wrk -H headers (e.g. Authorization for hub-full)
+
+
+Setup = Callable[[Options, Servers], Target]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    description: str
+    setup: Setup
+    connections: int | None = None  # None: --connections
+
+
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    """One scenario's figures, or why it has none."""
+
+    scenario: str
+    description: str
+    connections: int
+    status: str  # ok | error | skipped
+    error: str = ""
+    requests_per_second: float = 0.0
+    requests: int = 0
+    p50_ms: float = 0.0
+    p90_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    non_2xx: int = 0
+    socket_errors: dict[str, int] = field(default_factory=dict)
+    server_cpu_percent: float = 0.0
+    load_cpu_percent: float = 0.0
+    # CPU used by anything else on the machine meanwhile (other processes, kernel softirq):
+    # high values mean the figures are disturbed.
+    other_cpu_percent: float = 0.0
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def _nginx(
+    opts: Options, servers: Servers, name: str, *, cpu: int | None, proxy_to: int = 0
+) -> tuple[Server, int]:
+    """nginx answering the JSON itself, or (``proxy_to``) proxying with keep-alive to a port."""
+    if opts.nginx is None:
+        raise ScenarioError("nginx is not installed (see the messages above)")
+    directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=opts.tmp))
+    port = free_port()
+    if proxy_to:
+        upstream = (
+            f"upstream bench_upstream {{ server 127.0.0.1:{proxy_to}; "
+            "keepalive 64; keepalive_requests 1000000; }"
+        )
+        location = (
+            "proxy_pass http://bench_upstream; proxy_http_version 1.1;"
+            ' proxy_set_header Connection "";'
+        )
+    else:
+        upstream = ""
+        location = f"return 200 '{BODY.decode()}';"
+    text = (BENCH / "nginx.conf.template").read_text()
+    for key, value in {
+        "@DIR@": str(directory),
+        "@PORT@": str(port),
+        "@UPSTREAM@": upstream,
+        "@LOCATION@": location,
+    }.items():
+        text = text.replace(key, value)
+    conf = directory / "nginx.conf"
+    conf.write_text(text)
+    argv = [opts.nginx, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
+    server = servers.start(name, argv, cpu=cpu)
+    wait_ready(server, f"http://127.0.0.1:{port}{PATH}", timeout=10, expect=BODY)
+    return server, port
+
+
+def _python_upstream(
+    opts: Options, servers: Servers, name: str, *, cpu: int | None
+) -> tuple[Server, int]:
+    port = free_port()
+    argv = [str(opts.venv_bin / "python"), str(BENCH / "upstream.py"), "--port", str(port)]
+    server = servers.start(name, argv, cpu=cpu)
+    wait_ready(server, f"http://127.0.0.1:{port}{PATH}", timeout=15, expect=BODY)
+    return server, port
+
+
+def _upstream(opts: Options, servers: Servers) -> tuple[Server, int]:
+    """The proxies' upstream, on the load core so the proxy under test has its core alone."""
+    if opts.upstream == "nginx":
+        return _nginx(opts, servers, "upstream", cpu=opts.load_cpu)
+    return _python_upstream(opts, servers, "upstream", cpu=opts.load_cpu)
+
+
+def _direct(opts: Options, servers: Servers) -> Target:
+    server, port = _nginx(opts, servers, "direct", cpu=opts.server_cpu)
+    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(server,))
+
+
+def _direct_python(opts: Options, servers: Servers) -> Target:
+    server, port = _python_upstream(opts, servers, "direct-python", cpu=opts.server_cpu)
+    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(server,))
+
+
+def _nginx_proxy(opts: Options, servers: Servers) -> Target:
+    upstream, upstream_port = _upstream(opts, servers)
+    proxy, port = _nginx(opts, servers, "proxy", cpu=opts.server_cpu, proxy_to=upstream_port)
+    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(proxy,), load=(upstream,))
+
+
+def _litestar(opts: Options, servers: Servers, *, granian: bool = False) -> Target:
+    port = free_port()
+    if granian:
+        executable = opts.venv_bin / "granian"
+        if not executable.exists():
+            raise ScenarioSkipped(f"granian is not installed in {opts.venv_bin}")
+        argv = [str(executable), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--no-access-log"]
+        argv += ["--log-level", "warning", "--working-dir", str(BENCH), "bare_litestar:app"]
+    else:
+        argv = [str(opts.venv_bin / "uvicorn"), "bare_litestar:app", "--app-dir", str(BENCH)]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        argv += [
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    server = servers.start(
+        "granian" if granian else "uvicorn", argv, cpu=opts.server_cpu, cwd=BENCH
+    )
+    url = f"http://127.0.0.1:{port}{PATH}"
+    wait_ready(server, url, timeout=20, expect=BODY)
+    return Target(url=url, server=(server,))
+
+
+@functools.cache
+def _hub_unavailable(hub: Path) -> str | None:
+    """Why ``hub serve`` cannot run yet, or None when ``hub serve --help`` works."""
+    if not hub.exists():
+        return f"{hub} does not exist (pip install -e . in the venv)"
+    try:
+        done = subprocess.run(
+            [str(hub), "serve", "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`hub serve --help` failed: {exc}"
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        return f"`hub serve --help` exited {done.returncode}:\n{tail}"
+    return None
+
+
+def _hub(
+    opts: Options,
+    servers: Servers,
+    *,
+    route_extra: Mapping[str, Any] | None = None,
+    sections: Mapping[str, Any] | None = None,
+    env_extra: Mapping[str, str] | None = None,
+    headers: Sequence[str] = (),
+) -> Target:
+    """The hub (``hub serve``, embedded back-ends) with one prefix route to the upstream.
+
+    ``route_extra`` is merged into the route, ``sections`` adds policy sections (permissions,
+    plans, consumers), ``env_extra`` adds HUB_* settings and ``headers`` go on every request:
+    the hooks the hub-full scenarios need.
+    """
+    hub = opts.venv_bin / "hub"
+    reason = _hub_unavailable(hub)
+    if reason:
+        raise ScenarioError(reason)
+    upstream, upstream_port = _upstream(opts, servers)
+    directory = Path(tempfile.mkdtemp(prefix="hub-", dir=opts.tmp))
+    policies, data = directory / "policies", directory / "data"
+    policies.mkdir()
+    data.mkdir()
+    route = {"id": "bench", "prefix": "/bench/", "upstream": "bench", **(route_extra or {})}
+    documents: dict[str, Any] = {
+        "upstreams": [{"id": "bench", "targets": [{"url": f"http://127.0.0.1:{upstream_port}"}]}],
+        "routes": [route],
+        "products": [],
+        **(sections or {}),
+    }
+    for section, value in documents.items():
+        # JSON is YAML: no YAML library needed here, one section per file as the loader wants.
+        (policies / f"{section}.yaml").write_text(json.dumps({section: value}, indent=2) + "\n")
+    port = free_port()
+    # Start from a clean HUB_* slate so the caller's shell cannot change what is measured.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    env |= {
+        "HUB_HOST": "127.0.0.1",
+        "HUB_PORT": str(port),
+        "HUB_WORKERS": "1",
+        "HUB_POLICIES_DIR": str(policies),
+        "HUB_DATA_DIR": str(data),
+        "HUB_ACCESS_LOG": "false",
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_SHUTDOWN_GRACE_SECONDS": "2",
+        **(env_extra or {}),
+    }
+    server = servers.start("hub", [str(hub), "serve"], cpu=opts.server_cpu, env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(server, f"{base}/healthz", timeout=60)
+    wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY)
+    return Target(url=f"{base}{PATH}", server=(server,), load=(upstream,), headers=tuple(headers))
+
+
+# --- the scenario registry --------------------------------------------------------------------
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        name="upstream-direct", description="nginx serving the 206-byte JSON itself", setup=_direct
+    ),
+    Scenario(
+        name="upstream-direct-c1",
+        description="the same at concurrency 1 (latency floor)",
+        setup=_direct,
+        connections=1,
+    ),
+    Scenario(
+        name="upstream-python",
+        description="bench/upstream.py serving the JSON (asyncio+uvloop)",
+        setup=_direct_python,
+    ),
+    Scenario(
+        name="nginx-proxy",
+        description="nginx reverse proxy, keep-alive to the upstream",
+        setup=_nginx_proxy,
+    ),
+    Scenario(
+        name="nginx-proxy-c1",
+        description="the same at concurrency 1",
+        setup=_nginx_proxy,
+        connections=1,
+    ),
+    Scenario(
+        name="litestar-bare",
+        description="bare Litestar JSON handler, uvicorn uvloop+httptools",
+        setup=_litestar,
+    ),
+    Scenario(
+        name="litestar-bare-granian",
+        description="bare Litestar JSON handler, granian asgi",
+        setup=functools.partial(_litestar, granian=True),
+    ),
+    Scenario(
+        name="hub-plain", description="the hub, plain prefix route to the upstream", setup=_hub
+    ),
+    Scenario(
+        name="hub-plain-c1",
+        description="the same at concurrency 1 (added latency)",
+        setup=_hub,
+        connections=1,
+    ),
+    # --- hub-full: JWT + rate limit + policy --------------------------------------------------
+    # Register these once bearer JWT, rate limits and permission policies land, built on _hub:
+    #   Scenario(name="hub-full", description="JWT + rate limit + policy + proxy",
+    #            setup=functools.partial(_hub,
+    #                route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}},
+    #                sections={"permissions": [...], "plans": [...], "consumers": [...]},
+    #                env_extra={"HUB_REDIS_URL": "redis://127.0.0.1:6379/15"},
+    #                headers=[f"Authorization: Bearer {token}"])),
+    #   and a "hub-full-c1" twin; then add ("hub-full", ...) rows to RATIOS and ADDED_LATENCY.
+)
+
+# (numerator, denominator): printed as numerator/denominator throughput ratios.
+RATIOS: tuple[tuple[str, str], ...] = (
+    ("hub-plain", "nginx-proxy"),
+    ("hub-plain", "litestar-bare"),
+    ("hub-plain", "litestar-bare-granian"),
+    ("nginx-proxy", "upstream-direct"),
+)
+# (scenario, baseline): p50 difference at concurrency 1, the latency the proxy adds.
+ADDED_LATENCY: tuple[tuple[str, str], ...] = (
+    ("hub-plain-c1", "upstream-direct-c1"),
+    ("nginx-proxy-c1", "upstream-direct-c1"),
+)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def run_scenario(scenario: Scenario, opts: Options, *, wait_quiet: float = 0.0) -> Outcome:
+    """Measure a scenario; with ``wait_quiet``, on a quiet machine, once more if disturbed."""
+    if not wait_quiet:
+        return measure(scenario, opts)
+    wait_for_quiet(wait_quiet)
+    outcome = measure(scenario, opts)
+    if outcome.status == "ok" and outcome.other_cpu_percent > DISTURBED_PERCENT:
+        wait_for_quiet(wait_quiet)
+        again = measure(scenario, opts)
+        # Keep the less disturbed measurement, not the faster one.
+        if again.status == "ok" and again.other_cpu_percent < outcome.other_cpu_percent:
+            outcome = again
+    return outcome
+
+
+def measure(scenario: Scenario, opts: Options) -> Outcome:
+    """Start the scenario's servers, warm up, measure once, and stop everything."""
+    connections = scenario.connections or opts.connections
+    outcome = Outcome(
+        scenario=scenario.name,
+        description=scenario.description,
+        connections=connections,
+        status="error",
+    )
+    log_dir = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-", dir=opts.tmp))
+    with Servers(log_dir=log_dir, taskset=opts.taskset) as servers:
+        try:
+            target = scenario.setup(opts, servers)
+            wrk = functools.partial(
+                run_wrk, opts.wrk, target.url, connections=connections, threads=opts.threads,
+                cpu=opts.load_cpu, taskset=opts.taskset, headers=target.headers,
+            )  # fmt: skip
+            if opts.warmup:
+                wrk(duration=opts.warmup)
+            server_groups = [s.pgid for s in target.server]
+            load_groups = [s.pgid for s in target.load]
+            started, busy = time.monotonic(), machine_busy()
+            server_cpu, load_cpu = cpu_ticks(server_groups), cpu_ticks(load_groups)
+            result = wrk(duration=opts.duration)
+            server_cpu = cpu_ticks(server_groups) - server_cpu
+            load_cpu = cpu_ticks(load_groups) - load_cpu + result.cpu_seconds
+            busy, wall = machine_busy() - busy, time.monotonic() - started
+            for server in (*target.server, *target.load):
+                if not server.alive():
+                    raise ScenarioError(f"{server.name} died during the run:\n{server.log_tail()}")
+        except (ScenarioError, RuntimeError, OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            outcome.status = "skipped" if isinstance(exc, ScenarioSkipped) else "error"
+            outcome.error = str(exc)
+            return outcome
+    outcome.status = "ok"
+    outcome.requests_per_second = result.requests_per_second
+    outcome.requests = result.requests
+    outcome.p50_ms, outcome.p90_ms, outcome.p99_ms = result.p50_ms, result.p90_ms, result.p99_ms
+    outcome.max_ms = result.max_ms
+    outcome.non_2xx = result.non_2xx
+    outcome.socket_errors = {k: v for k, v in result.socket_errors.items() if v}
+    outcome.server_cpu_percent = round(100 * server_cpu / wall, 1)
+    outcome.load_cpu_percent = round(100 * load_cpu / wall, 1)
+    outcome.other_cpu_percent = round(max(0.0, 100 * (busy - server_cpu - load_cpu) / wall), 1)
+    return outcome
+
+
+def wait_for_quiet(limit: float) -> float:
+    """Wait up to ``limit`` seconds for a second in which the machine is nearly idle.
+
+    Returns how busy (percent of one core) the last sampled second was.
+    """
+    deadline = time.monotonic() + limit
+    announced = False
+    while True:
+        busy, started = machine_busy(), time.monotonic()
+        time.sleep(1.0)
+        percent = 100 * (machine_busy() - busy) / (time.monotonic() - started)
+        if percent < QUIET_PERCENT or time.monotonic() >= deadline:
+            return percent
+        if not announced:
+            print(f"  (machine busy, {percent:.0f}% CPU: waiting for it to calm down)", flush=True)
+            announced = True
+
+
+def _errors(outcome: Outcome) -> str:
+    parts = [f"{outcome.non_2xx} non-2xx"] if outcome.non_2xx else []
+    parts += [f"{count} {kind}" for kind, count in outcome.socket_errors.items()]
+    return ", ".join(parts) or "-"
+
+
+def _row(outcome: Outcome) -> str:
+    head = f"{outcome.scenario:<22} {outcome.connections:>5}"
+    if outcome.status != "ok":
+        first = outcome.error.splitlines()[0] if outcome.error else ""
+        return f"{head}  {outcome.status.upper()}: {first}"
+    o = outcome
+    mark = "!" if o.other_cpu_percent > DISTURBED_PERCENT else ""
+    return (
+        f"{head} {o.requests_per_second:>11,.0f} {o.p50_ms:>9.3f} {o.p99_ms:>9.3f}"
+        f" {o.server_cpu_percent:>6.0f}% {o.load_cpu_percent:>6.0f}% {o.other_cpu_percent:>6.0f}%"
+        f"{mark:1}  {_errors(o)}"
+    )
+
+
+HEADER = (
+    f"{'scenario':<22} {'conns':>5} {'req/s':>11} {'p50 ms':>9} {'p99 ms':>9}"
+    f" {'server':>7} {'load':>7} {'other':>7}  errors"
+)
+
+
+def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Ratios and added latencies between scenarios that both ran."""
+    ok = {o.scenario: o for o in outcomes if o.status == "ok"}
+    ratios = {
+        f"{a}/{b}": ok[a].requests_per_second / ok[b].requests_per_second
+        for a, b in RATIOS
+        if a in ok and b in ok and ok[b].requests_per_second
+    }
+    added = {
+        f"{a}-{b}": ok[a].p50_ms - ok[b].p50_ms for a, b in ADDED_LATENCY if a in ok and b in ok
+    }
+    return {"ratios": ratios, "added_latency_p50_ms": added}
+
+
+def _versions(opts: Options) -> dict[str, str]:
+    """Versions of what was measured, for the JSON record."""
+    versions = {"python": platform.python_version()}
+    probe = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for name in ('litestar', 'uvicorn', 'granian', 'uvloop', 'httptools', 'aiohttp'):\n"
+        "    try: out[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "out['venv-python'] = sys.version.split()[0]\n"
+        "print(json.dumps(out))\n"
+    )
+    commands: dict[str, list[str]] = {"venv": [str(opts.venv_bin / "python"), "-c", probe]}
+    if opts.nginx:
+        commands["nginx"] = [opts.nginx, "-v"]
+    commands["wrk"] = [opts.wrk, "-v"]
+    commands["commit"] = ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
+    for name, argv in commands.items():
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        text = (done.stdout + done.stderr).strip()
+        if name == "venv" and done.returncode == 0:
+            versions.update(json.loads(done.stdout))
+        elif text:
+            versions[name] = text.splitlines()[0].replace("nginx version: ", "")
+    return versions
+
+
+def _machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release()}
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    names = [s.name for s in SCENARIOS]
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="scenarios:\n" + "\n".join(f"  {s.name:<22} {s.description}" for s in SCENARIOS),
+    )
+    parser.add_argument(
+        "--duration", type=int, default=10, help="seconds measured per scenario (default 10)"
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of unmeasured load first (default 2)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: --duration 2 --warmup 1")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c (default 64)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk -t (default 1)")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        metavar="NAME",
+        choices=names,
+        default=names,
+        help="which to run (default all)",
+    )
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="core of the server under test (default 0)"
+    )
+    parser.add_argument(
+        "--load-cpu", type=int, default=1, help="core of wrk and the proxies' upstream (default 1)"
+    )
+    parser.add_argument(
+        "--upstream",
+        choices=["nginx", "python"],
+        default="nginx",
+        help="what the proxy scenarios forward to (default nginx)",
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each scenario wait up to this long for an idle machine, and measure"
+        " once more when others disturbed the run (for shared machines; default 0: off)",
+    )
+    parser.add_argument(
+        "--no-install", action="store_true", help="never apt-get install wrk or nginx"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup = 2, 1
+    if args.duration < 1 or args.warmup < 0 or args.connections < 1 or args.threads < 1:
+        parser.error("--duration, --connections and --threads must be positive, --warmup >= 0")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Also SIGINT: a shell without job control starts background jobs with it ignored.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    scenarios = [s for s in SCENARIOS if s.name in args.scenarios]
+    tools = ensure_tools(["wrk", "nginx"], install=not args.no_install)
+    wrk = tools["wrk"]
+    if wrk is None:
+        print("wrk is required and could not be found or installed", file=sys.stderr)
+        return 2
+    upstream = args.upstream
+    if upstream == "nginx" and tools["nginx"] is None:
+        print("nginx unavailable: the proxy scenarios use bench/upstream.py as their upstream")
+        upstream = "python"
+    taskset = shutil.which("taskset")
+    cores = os.cpu_count() or 1
+    pinned = taskset is not None and cores > max(args.server_cpu, args.load_cpu)
+    if not pinned:
+        print(f"not pinning to cores (taskset {'found' if taskset else 'missing'}, {cores} cores)")
+    venv_bin = ROOT / ".venv" / "bin"
+    if not venv_bin.is_dir():
+        venv_bin = Path(sys.executable).parent
+    per_scenario = args.duration + args.warmup + 2
+    print(
+        f"{len(scenarios)} scenarios x ~{per_scenario}s"
+        f" (measure {args.duration}s, warm up {args.warmup}s); wrk -t{args.threads}"
+        f" -c{args.connections}; server on cpu {args.server_cpu if pinned else '-'},"
+        f" wrk + upstream ({upstream}) on cpu {args.load_cpu if pinned else '-'}\n",
+        flush=True,
+    )
+    outcomes: list[Outcome] = []
+    interrupted = False
+    with tempfile.TemporaryDirectory(prefix="hub-bench-") as tmp:
+        opts = Options(
+            duration=args.duration, warmup=args.warmup, connections=args.connections,
+            threads=args.threads, server_cpu=args.server_cpu if pinned else None,
+            load_cpu=args.load_cpu if pinned else None, upstream=upstream, venv_bin=venv_bin,
+            wrk=wrk, nginx=tools["nginx"], taskset=taskset, tmp=Path(tmp),
+        )  # fmt: skip
+        print(HEADER, flush=True)
+        try:
+            for scenario in scenarios:
+                outcome = run_scenario(scenario, opts, wait_quiet=args.wait_quiet)
+                outcomes.append(outcome)
+                print(_row(outcome), flush=True)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: servers stopped", file=sys.stderr)
+        versions = _versions(opts)
+    for outcome in outcomes:
+        if outcome.status != "ok" and "\n" in outcome.error:
+            print(f"\n{outcome.scenario}: {outcome.error}")
+    summary = summarise(outcomes)
+    print()
+    for name, ratio in summary["ratios"].items():
+        print(f"throughput {name:<38} {ratio:8.3f}")
+    for name, delta in summary["added_latency_p50_ms"].items():
+        print(f"added p50 latency at c1, {name:<32} {delta:+8.3f} ms")
+    if args.json:
+        record = {
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "machine": _machine(),
+            "versions": versions,
+            "settings": {
+                "duration": args.duration, "warmup": args.warmup, "connections": args.connections,
+                "threads": args.threads, "pinned": pinned, "server_cpu": args.server_cpu,
+                "load_cpu": args.load_cpu, "upstream": upstream,
+            },
+            "results": [asdict(o) for o in outcomes],
+            **summary,
+        }  # fmt: skip
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    if interrupted:
+        return 130
+    return 1 if any(o.status == "error" for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
