@@ -340,6 +340,22 @@ SCENARIOS: tuple[Scenario, ...] = (
         setup=_hub,
         connections=1,
     ),
+    Scenario(
+        name="hub-limited",
+        description="the hub with a GCRA rate limit on the route (in-process store)",
+        setup=functools.partial(
+            _hub, route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}}
+        ),
+    ),
+    Scenario(
+        name="hub-limited-redis",
+        description="the same with the limiter in Redis (one pipelined script per tick)",
+        setup=functools.partial(
+            _hub,
+            route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}},
+            env_extra={"HUB_REDIS_URL": "redis://127.0.0.1:6379/15"},
+        ),
+    ),
     # --- hub-full: JWT + rate limit + policy --------------------------------------------------
     # Register these once bearer JWT, rate limits and permission policies land, built on _hub:
     #   Scenario(name="hub-full", description="JWT + rate limit + policy + proxy",
@@ -357,6 +373,8 @@ RATIOS: tuple[tuple[str, str], ...] = (
     ("hub-plain", "litestar-bare"),
     ("hub-plain", "litestar-bare-granian"),
     ("nginx-proxy", "upstream-direct"),
+    ("hub-limited", "hub-plain"),
+    ("hub-limited-redis", "hub-plain"),
 )
 # (scenario, baseline): p50 difference at concurrency 1, the latency the proxy adds.
 ADDED_LATENCY: tuple[tuple[str, str], ...] = (
