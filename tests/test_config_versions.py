@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from hub.cli.main import app
 from hub.db.migrate import migrate
 from tests.fixtures_db import create_temp_postgres_database
 from tests.fixtures_services import proxied_url, service_address
+from tests.helpers import LoopThread
 from tests.hubproc import ADMIN_TOKEN, CONFIG_CHANNEL, HubProcess, run_hub, write_policies
 from tests.tcpproxy import TcpProxy
 from tests.upstreams import UpstreamServer
@@ -47,23 +47,6 @@ ADMIN = "/admin/api/config"
 PROPAGATION_LIMIT = 1.0  # seconds: the promise for replicas told through Redis
 C_POLL_SECONDS = 1.0
 MIN_SWAPS = 8
-
-
-class LoopThread:
-    """An event loop in a daemon thread, for module-scoped async resources (proxies, databases)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 60.0) -> _T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 def document(colour: str, upstream: UpstreamServer) -> dict[str, Any]:

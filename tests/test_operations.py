@@ -7,14 +7,13 @@ RabbitMQ is reached directly.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from sqlalchemy import make_url
 from hub.db.migrate import migrate
 from tests.fixtures_db import create_temp_postgres_database
 from tests.fixtures_services import proxied_url, service_address
+from tests.helpers import LoopThread
 from tests.hubproc import ADMIN_TOKEN, HubProcess, run_hub, write_policies
 from tests.tcpproxy import TcpProxy
 from tests.upstreams import UpstreamServer
@@ -37,23 +37,6 @@ _T = TypeVar("_T")
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SECRET_HEADERS = {"Authorization": "Bearer s3cr3t-value", "Cookie": "session=s3cr3t"}
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class LoopThread:
-    """An event loop in a daemon thread, for module-scoped async resources (proxies, databases)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, _T], timeout: float = 60.0) -> _T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=5)
-        self.loop.close()
 
 
 @dataclass

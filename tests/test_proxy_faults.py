@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import metric, wait_until
 from tests.hubproc import HubProcess, run_hub, write_policies
 from tests.upstreams import UpstreamServer
 
@@ -117,24 +117,6 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert problem["code"] == code
     assert problem["request_id"] == response.headers["x-request-id"]
     return problem
-
-
-def metric(client: httpx.Client, name: str, **labels: str) -> float | None:
-    """One sample of the hub's /metrics, or None when it is absent."""
-    text = client.get("/metrics").text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.02)
 
 
 def served_by(client: httpx.Client, path: str, count: int) -> list[str]:

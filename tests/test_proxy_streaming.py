@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.helpers import metric, wait_until
 from tests.hubproc import HubProcess, run_hub, write_policies
 from tests.upstreams import UpstreamServer
 
@@ -119,22 +118,6 @@ def download(client: httpx.Client, path: str) -> tuple[httpx.Response, int, str]
     return response, size, digest.hexdigest()
 
 
-def metric(client: httpx.Client, name: str, **labels: str) -> float | None:
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def warm(client: httpx.Client) -> None:
     """One transfer each way first, so buffers and pools the hub keeps are not counted."""
@@ -224,8 +207,9 @@ def test_client_leaving_mid_download_stops_the_upstream_transfer(
     # Leaving the block closed the connection with most of the body unread.
 
     labels = {"upstream": "bulk", "target": upstream.url}
-    wait_until(lambda: metric(client, "hub_upstream_outstanding_requests", **labels) == 0.0)
-    wait_until(lambda: upstream.in_flight == 0)  # the upstream's handler saw its reader go
+    wait_until(lambda: metric(client, "hub_upstream_outstanding_requests", **labels) == 0.0, 10.0)
+    # The upstream's handler saw its reader go.
+    wait_until(lambda: upstream.in_flight == 0, timeout=10.0)
     assert upstream.bytes_sent - sent_before < BIG // 2
     left = metric(client, "hub_requests_total", route="bulk", method="GET", status="499")
     assert left == (left_before or 0.0) + 1
@@ -241,11 +225,12 @@ def test_client_leaving_mid_upload_releases_everything(
     head = f"POST /api/bulk/echo HTTP/1.1\r\nHost: hub\r\nContent-Length: {BIG}\r\n\r\n"
     with socket.create_connection(("127.0.0.1", hub.port), timeout=10) as sock:
         sock.sendall(head.encode() + PATTERN * 32)  # 2 MiB of the announced 200 MiB
-        wait_until(lambda: upstream.in_flight == 1)  # the upload is under way upstream
+        # The upload is under way upstream.
+        wait_until(lambda: upstream.in_flight == 1, timeout=10.0)
 
     labels = {"upstream": "bulk", "target": upstream.url}
-    wait_until(lambda: upstream.in_flight == 0)
-    wait_until(lambda: metric(client, "hub_upstream_outstanding_requests", **labels) == 0.0)
+    wait_until(lambda: upstream.in_flight == 0, timeout=10.0)
+    wait_until(lambda: metric(client, "hub_upstream_outstanding_requests", **labels) == 0.0, 10.0)
     left = metric(client, "hub_requests_total", route="bulk", method="POST", status="499")
     assert left == (left_before or 0.0) + 1
     assert client.post("/api/bulk/echo", content=b"after").json()["body_bytes"] == 5
