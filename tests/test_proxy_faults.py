@@ -10,6 +10,7 @@ hangs or dawdles (behind two pools: one with short timeouts, one with a bulkhead
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -58,6 +59,11 @@ def hub(
             "targets": [target("refusing"), target("alive")],
             "breaker": {"failure_threshold": 3, "open_seconds": 60},
         },
+        {
+            "id": "pair-patient",
+            "targets": [target("refusing"), target("alive")],
+            "breaker": PATIENT_BREAKER,
+        },
         {"id": "recovering", "targets": [target("recovering")], "breaker": BREAKER},
         {"id": "flaky", "targets": [target("flaky")], "breaker": PATIENT_BREAKER},
         {"id": "slowpoke", "targets": [target("slowpoke")], "breaker": PATIENT_BREAKER},
@@ -87,6 +93,7 @@ def hub(
     routes = [
         route("alive"),
         route("pair"),
+        route("pair-patient", max_body_bytes=8 * 1024 * 1024),
         route("recovering", retries=NO_RETRIES),
         route("flaky"),
         route("slowpoke", timeouts=SHORT_TIMEOUTS, retries=NO_RETRIES),
@@ -150,6 +157,21 @@ def test_refused_connection_is_retried_on_the_other_target(
     assert metric(client, "hub_upstream_breaker_state", upstream="pair", target=alive) == (
         BREAKER_CLOSED
     )
+
+
+def test_a_streamed_body_is_sent_again_after_a_refused_connection(
+    client: httpx.Client, servers: dict[str, UpstreamServer]
+) -> None:
+    # Over the 64 KiB the hub holds, so the body streams; the refusal came before any byte of
+    # it was read, so the retry on the other target carries it whole.
+    body = bytes(range(256)) * 1024
+    digest = hashlib.sha256(body).hexdigest()
+    for _ in range(4):  # round robin puts every other first attempt on the refusing target
+        response = client.post("/api/pair-patient/echo", content=iter([body]))
+        assert response.status_code == 200
+        echoed = response.json()
+        assert echoed["server"] == "alive"
+        assert (echoed["body_bytes"], echoed["body_sha256"]) == (len(body), digest)
 
 
 def test_breaker_opens_after_refusals_and_recovers(

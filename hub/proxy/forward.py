@@ -81,10 +81,42 @@ class _Body:
     """The request body: held bytes, or a one-shot stream from the client."""
 
     data: bytes | None = None
-    stream: AsyncIterator[bytes] | None = None
+    receive: Receive = None
+    limit: int = 0
+    streamed: bool = False  # a stream, not held bytes
+    started: bool = False  # the stream has read from the client: it cannot be sent again
     too_large: bool = False
     client_gone: bool = False
-    replayable: bool = True
+
+    @property
+    def replayable(self) -> bool:
+        return not self.started
+
+    def payload(self) -> bytes | AsyncIterator[bytes] | None:
+        """What to send on this attempt: the held bytes, or a fresh reader of the client."""
+        if not self.streamed:
+            return self.data
+        return self._stream()
+
+    async def _stream(self) -> AsyncIterator[bytes]:
+        self.started = True
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_gone = True
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                self.too_large = True
+                raise PayloadTooLarge(
+                    f"the body is larger than this route accepts ({self.limit} bytes)"
+                )
+            if chunk:
+                yield chunk
+            if not message.get("more_body", False):
+                return
 
 
 @dataclass(slots=True)
@@ -222,27 +254,7 @@ class Forwarder:
                 if not message.get("more_body", False):
                     break
             return _Body(data=b"".join(parts))
-        body = _Body(replayable=False)
-        body.stream = self._stream(receive, limit, body)
-        return body
-
-    @staticmethod
-    async def _stream(receive: Receive, limit: int, state: _Body) -> AsyncIterator[bytes]:
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                state.client_gone = True
-                raise ClientGone
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                state.too_large = True
-                raise PayloadTooLarge(f"the body is larger than this route accepts ({limit} bytes)")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
+        return _Body(receive=receive, limit=limit, streamed=True)
 
     async def _send_with_retries(self, call: _Call) -> tuple[Lease, aiohttp.ClientResponse]:
         try:
@@ -268,6 +280,7 @@ class Forwarder:
         spec: RetrySpec = call.route.retries
         if call.exchange.attempts > spec.max_retries:
             return False
+        # A streamed body can go again only if no byte of it was read: a refused connection.
         if not (safe or call.idempotent) or not call.body.replayable:
             return False
         return call.budget.try_spend()
@@ -295,7 +308,7 @@ class Forwarder:
                 call.method,
                 url,
                 headers=headers,
-                data=body.data if body.stream is None else body.stream,
+                data=body.payload(),
                 timeout=call.timeout,
                 allow_redirects=False,
                 # skip_auto_headers and auto_decompress are set once on the pool's session.
