@@ -90,14 +90,6 @@ class Gateway:
         upstream_id = ""
         held = None
         status = 500
-        response_started = False
-
-        async def tracking_send(message: dict[str, Any]) -> None:
-            nonlocal response_started, status
-            if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
-            await send(message)
 
         try:
             if self.runtime.draining:
@@ -153,7 +145,7 @@ class Gateway:
             await self.forward(
                 scope,
                 receive,
-                _with_headers(tracking_send, extra_headers) if extra_headers else tracking_send,
+                _with_headers(send, extra_headers) if extra_headers else send,
                 match=match,
                 pool=pool,
                 path=path,
@@ -164,22 +156,25 @@ class Gateway:
                 trusted_peer=trusted_peer,
                 exchange=exchange,
             )
+            status = exchange.status
         except HubError as error:
             if upstream_id and error.status >= 500:
                 self.metrics.upstream_errors.labels(upstream_id, error.code).inc()
-            if response_started:  # pragma: no cover - errors after start surface as aborts
+            if exchange.started:  # pragma: no cover - errors after start surface as aborts
                 raise
             status = error.status
             await self._problem(send, error, request_id, scope.get("path", ""))
         except ClientGone:
             status = _CLIENT_CLOSED
         except ResponseAborted as exc:
+            status = exchange.status
+            self.metrics.upstream_errors.labels(upstream_id, "upstream_aborted").inc()
             log.warning("upstream.aborted", request_id=request_id, route=route_id, reason=str(exc))
             raise
         except Exception:
             # A bug of ours: logged with its traceback, answered as a problem all the same.
             log.exception("gateway.unhandled", request_id=request_id, route=route_id)
-            if response_started:
+            if exchange.started:
                 raise
             status = 500
             await self._problem(send, HubError(), request_id, scope.get("path", ""))

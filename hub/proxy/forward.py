@@ -62,6 +62,7 @@ class Exchange:
     """What happened upstream, for metrics and the access log."""
 
     status: int = 0
+    started: bool = False  # the response head went to the client: no problem answer now
     attempts: int = 0
     target: str = ""
     upstream_seconds: float = 0.0
@@ -358,6 +359,7 @@ class Forwarder:
     ) -> None:
         status = response.status
         exchange.status = status
+        exchange.started = True
         # 5xx counts against the target, as consecutive-5xx outlier detection does.
         outcome: bool | None = status < 500
         try:
