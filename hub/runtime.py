@@ -76,9 +76,8 @@ class Runtime:
     def _breaker_changed(
         self, upstream_id: str, target: Target, old: BreakerState, new: BreakerState
     ) -> None:
-        state = new.value
-        self.metrics.breaker_transitions.labels(upstream_id, target.origin, state).inc()
-        log.warning("upstream.breaker", upstream=upstream_id, target=target.origin, state=state)
+        # The pool logs the transition itself; here it is counted.
+        self.metrics.breaker_transitions.labels(upstream_id, target.origin, new.value).inc()
 
     @property
     def snapshot(self) -> Snapshot | None:
