@@ -17,6 +17,7 @@ from hub.errors import (
     BackendUnavailable,
     HeadersTooLarge,
     HubError,
+    InvalidHeader,
     MethodNotAllowed,
     RateLimited,
     RouteNotFound,
@@ -44,14 +45,21 @@ _CLIENT_CLOSED = 499  # nginx's convention for a client that left before the ans
 
 
 def _host(headers: list[tuple[bytes, bytes]]) -> str:
+    """The Host the request names, lower case, without port; refused when given twice."""
+    raw: bytes | None = None
     for name, value in headers:
         if name == b"host":
-            host = value.decode("latin-1").lower()
-            if host.startswith("["):  # [v6]:port
-                return host.partition("]")[0] + "]"
-            # "api.example.gov." is the same name as "api.example.gov" (DNS root dot).
-            return host.partition(":")[0].rstrip(".")
-    return ""
+            if raw is not None:
+                # RFC 9112 §3.2: two Host headers are a bad request (and a host-confusion trick).
+                raise InvalidHeader("the request has more than one Host header")
+            raw = value
+    if raw is None:
+        return ""
+    host = raw.decode("latin-1").lower()
+    if host.startswith("["):  # [v6]:port
+        return host.partition("]")[0] + "]"
+    # "api.example.gov." is the same name as "api.example.gov" (DNS root dot).
+    return host.partition(":")[0].rstrip(".")
 
 
 def _ratelimit_headers(decision: Decision, limit_period: float) -> list[tuple[str, str]]:

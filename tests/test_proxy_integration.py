@@ -530,6 +530,17 @@ def test_preserve_host_sends_the_clients_host(hub: HubProcess) -> None:
     assert echo["raw_path"] == "/echo"
 
 
+def test_two_host_headers_are_refused(hub: HubProcess, upstream: UpstreamServer) -> None:
+    before = upstream.hits["echo"]
+    response = raw_request(hub.port, "GET", "/api/main/echo", [("Host", "evil.example")])
+
+    assert response.status == 400
+    problem = response.json()
+    assert problem["code"] == "invalid_header"
+    assert problem["detail"] == "the request has more than one Host header"
+    assert upstream.hits["echo"] == before
+
+
 # -- errors the hub produces -----------------------------------------------------------------
 
 
