@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark: the payload, server processes, readiness, CPU and wrk."""
+"""Shared pieces of the benchmark: the payload, server processes, CPU and the machine, wrk."""
 
 from __future__ import annotations
 
@@ -6,16 +6,14 @@ import atexit
 import contextlib
 import json
 import os
+import platform
 import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +27,11 @@ __all__ = [
     "WrkResult",
     "cpu_ticks",
     "ensure_tools",
-    "fetch",
-    "free_port",
+    "machine",
     "machine_busy",
     "parse_wrk",
     "run_wrk",
-    "wait_ready",
+    "wait_for_quiet",
 ]
 
 # The 206-byte JSON document every server in the benchmark answers with (the issue's reference).
@@ -50,23 +47,7 @@ BODY: bytes = json.dumps(PAYLOAD, separators=(",", ":")).encode()
 assert len(BODY) == 206, len(BODY)
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def fetch(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """GET ``url``: status and body, HTTP errors included (no exception for 4xx/5xx)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), bytes(exc.read())
+QUIET_PERCENT = 10.0  # --wait-quiet: below this (percent of one core) the machine counts as idle
 
 
 # --- server processes -------------------------------------------------------------------------
@@ -179,32 +160,7 @@ class Servers:
                 _LIVE.remove(server)
 
 
-def wait_ready(
-    server: Server, url: str, *, timeout: float, expect: bytes | None = None
-) -> tuple[int, bytes]:
-    """Poll ``url`` until it answers 200 (and ``expect`` when given); raise with the log if not."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if not server.alive():
-            raise RuntimeError(
-                f"{server.name} exited with status {server.proc.returncode}:\n{server.log_tail()}"
-            )
-        try:
-            status, body = fetch(url, timeout=1.0)
-        except (OSError, urllib.error.URLError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        else:
-            if status == 200 and (expect is None or body == expect):
-                return status, body
-            last = f"HTTP {status}: {body[:200]!r}"
-        time.sleep(0.1)
-    raise RuntimeError(
-        f"{server.name} not ready at {url} after {timeout:.0f}s ({last}):\n{server.log_tail()}"
-    )
-
-
-# --- CPU accounting ---------------------------------------------------------------------------
+# --- CPU accounting and the machine -----------------------------------------------------------
 
 
 def _proc_stats() -> list[tuple[int, str, int]]:
@@ -238,6 +194,37 @@ def cpu_ticks(pgids: Sequence[int]) -> float:
     """CPU seconds used so far by every live process in the given process groups."""
     wanted = set(pgids)
     return sum(ticks for pgrp, _, ticks in _proc_stats() if pgrp in wanted) / _CLK_TCK
+
+
+def wait_for_quiet(limit: float) -> float:
+    """Wait up to ``limit`` seconds for a second in which the machine is nearly idle.
+
+    Returns how busy (percent of one core) the last sampled second was.
+    """
+    deadline = time.monotonic() + limit
+    announced = False
+    while True:
+        busy, started = machine_busy(), time.monotonic()
+        time.sleep(1.0)
+        percent = 100 * (machine_busy() - busy) / (time.monotonic() - started)
+        if percent < QUIET_PERCENT or time.monotonic() >= deadline:
+            return percent
+        if not announced:
+            print(f"  (machine busy, {percent:.0f}% CPU: waiting for it to calm down)", flush=True)
+            announced = True
+
+
+def machine() -> dict[str, Any]:
+    """The CPU model, core count and kernel, for the JSON record."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release()}
 
 
 # --- wrk --------------------------------------------------------------------------------------

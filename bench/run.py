@@ -15,77 +15,36 @@ import argparse
 import functools
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from _util import (
-    BODY,
-    Server,
-    Servers,
-    cpu_ticks,
-    ensure_tools,
-    free_port,
-    machine_busy,
-    run_wrk,
-    wait_ready,
+from _servers import (
+    ROOT,
+    Options,
+    ScenarioError,
+    ScenarioSkipped,
+    Setup,
+    direct,
+    direct_python,
+    hub,
+    litestar,
+    measured_versions,
+    nginx_proxy,
 )
+from _util import Servers, cpu_ticks, ensure_tools, machine, machine_busy, run_wrk, wait_for_quiet
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-PATH = "/bench/json"  # what wrk asks for; every server answers it with the same 206 bytes
-QUIET_PERCENT = 10.0  # --wait-quiet: below this (percent of one core) the machine counts as idle
 # CPU used by others during a run above which a figure is marked disturbed ("!") and, with
 # --wait-quiet, measured again. Kernel network work on loopback lands here too (~10-30%).
 DISTURBED_PERCENT = 40.0
-
-
-class ScenarioError(Exception):
-    """A scenario cannot run (missing tool, server failed to start); the others still run."""
-
-
-class ScenarioSkipped(ScenarioError):
-    """An optional scenario whose server is not installed (granian)."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Options:
-    """How this run is set up; passed to every scenario's setup."""
-
-    duration: int
-    warmup: int
-    connections: int
-    threads: int
-    server_cpu: int | None
-    load_cpu: int | None
-    upstream: str  # "nginx" or "python": what the proxy scenarios forward to
-    venv_bin: Path
-    wrk: str
-    nginx: str | None
-    taskset: str | None
-    tmp: Path
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Target:
-    """What a scenario's setup started: the URL to load and who runs on which core."""
-
-    url: str
-    server: tuple[Server, ...]  # on the server core: what is being measured
-    load: tuple[Server, ...] = ()  # on the load core beside wrk (the proxies' upstream)
-    headers: tuple[str, ...] = ()  # extra wrk -H headers (e.g. Authorization for hub-full)
-
-
-Setup = Callable[[Options, Servers], Target]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,246 +79,73 @@ class Outcome:
     other_cpu_percent: float = 0.0
 
 
-# --- servers ----------------------------------------------------------------------------------
-
-
-def _nginx(
-    opts: Options, servers: Servers, name: str, *, cpu: int | None, proxy_to: int = 0
-) -> tuple[Server, int]:
-    """nginx answering the JSON itself, or (``proxy_to``) proxying with keep-alive to a port."""
-    if opts.nginx is None:
-        raise ScenarioError("nginx is not installed (see the messages above)")
-    directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=opts.tmp))
-    port = free_port()
-    if proxy_to:
-        upstream = (
-            f"upstream bench_upstream {{ server 127.0.0.1:{proxy_to}; "
-            "keepalive 64; keepalive_requests 1000000; }"
-        )
-        location = (
-            "proxy_pass http://bench_upstream; proxy_http_version 1.1;"
-            ' proxy_set_header Connection "";'
-        )
-    else:
-        upstream = ""
-        location = f"return 200 '{BODY.decode()}';"
-    text = (BENCH / "nginx.conf.template").read_text()
-    for key, value in {
-        "@DIR@": str(directory),
-        "@PORT@": str(port),
-        "@UPSTREAM@": upstream,
-        "@LOCATION@": location,
-    }.items():
-        text = text.replace(key, value)
-    conf = directory / "nginx.conf"
-    conf.write_text(text)
-    argv = [opts.nginx, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
-    server = servers.start(name, argv, cpu=cpu)
-    wait_ready(server, f"http://127.0.0.1:{port}{PATH}", timeout=10, expect=BODY)
-    return server, port
-
-
-def _python_upstream(
-    opts: Options, servers: Servers, name: str, *, cpu: int | None
-) -> tuple[Server, int]:
-    port = free_port()
-    argv = [str(opts.venv_bin / "python"), str(BENCH / "upstream.py"), "--port", str(port)]
-    server = servers.start(name, argv, cpu=cpu)
-    wait_ready(server, f"http://127.0.0.1:{port}{PATH}", timeout=15, expect=BODY)
-    return server, port
-
-
-def _upstream(opts: Options, servers: Servers) -> tuple[Server, int]:
-    """The proxies' upstream, on the load core so the proxy under test has its core alone."""
-    if opts.upstream == "nginx":
-        return _nginx(opts, servers, "upstream", cpu=opts.load_cpu)
-    return _python_upstream(opts, servers, "upstream", cpu=opts.load_cpu)
-
-
-def _direct(opts: Options, servers: Servers) -> Target:
-    server, port = _nginx(opts, servers, "direct", cpu=opts.server_cpu)
-    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(server,))
-
-
-def _direct_python(opts: Options, servers: Servers) -> Target:
-    server, port = _python_upstream(opts, servers, "direct-python", cpu=opts.server_cpu)
-    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(server,))
-
-
-def _nginx_proxy(opts: Options, servers: Servers) -> Target:
-    upstream, upstream_port = _upstream(opts, servers)
-    proxy, port = _nginx(opts, servers, "proxy", cpu=opts.server_cpu, proxy_to=upstream_port)
-    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(proxy,), load=(upstream,))
-
-
-def _litestar(opts: Options, servers: Servers, *, granian: bool = False) -> Target:
-    port = free_port()
-    if granian:
-        executable = opts.venv_bin / "granian"
-        if not executable.exists():
-            raise ScenarioSkipped(f"granian is not installed in {opts.venv_bin}")
-        argv = [str(executable), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
-        argv += ["--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--no-access-log"]
-        argv += ["--log-level", "warning", "--working-dir", str(BENCH), "bare_litestar:app"]
-    else:
-        argv = [str(opts.venv_bin / "uvicorn"), "bare_litestar:app", "--app-dir", str(BENCH)]
-        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        argv += [
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-    server = servers.start(
-        "granian" if granian else "uvicorn", argv, cpu=opts.server_cpu, cwd=BENCH
-    )
-    url = f"http://127.0.0.1:{port}{PATH}"
-    wait_ready(server, url, timeout=20, expect=BODY)
-    return Target(url=url, server=(server,))
-
-
-@functools.cache
-def _hub_unavailable(hub: Path) -> str | None:
-    """Why ``hub serve`` cannot run yet, or None when ``hub serve --help`` works."""
-    if not hub.exists():
-        return f"{hub} does not exist (pip install -e . in the venv)"
-    try:
-        done = subprocess.run(
-            [str(hub), "serve", "--help"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`hub serve --help` failed: {exc}"
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
-        return f"`hub serve --help` exited {done.returncode}:\n{tail}"
-    return None
-
-
-def _hub(
-    opts: Options,
-    servers: Servers,
-    *,
-    route_extra: Mapping[str, Any] | None = None,
-    sections: Mapping[str, Any] | None = None,
-    env_extra: Mapping[str, str] | None = None,
-    headers: Sequence[str] = (),
-) -> Target:
-    """The hub (``hub serve``, embedded back-ends) with one prefix route to the upstream.
-
-    ``route_extra`` is merged into the route, ``sections`` adds policy sections (permissions,
-    plans, consumers), ``env_extra`` adds HUB_* settings and ``headers`` go on every request:
-    the hooks the hub-full scenarios need.
-    """
-    hub = opts.venv_bin / "hub"
-    reason = _hub_unavailable(hub)
-    if reason:
-        raise ScenarioError(reason)
-    upstream, upstream_port = _upstream(opts, servers)
-    directory = Path(tempfile.mkdtemp(prefix="hub-", dir=opts.tmp))
-    policies, data = directory / "policies", directory / "data"
-    policies.mkdir()
-    data.mkdir()
-    route = {"id": "bench", "prefix": "/bench/", "upstream": "bench", **(route_extra or {})}
-    documents: dict[str, Any] = {
-        "upstreams": [{"id": "bench", "targets": [{"url": f"http://127.0.0.1:{upstream_port}"}]}],
-        "routes": [route],
-        "products": [],
-        **(sections or {}),
-    }
-    for section, value in documents.items():
-        # JSON is YAML: no YAML library needed here, one section per file as the loader wants.
-        (policies / f"{section}.yaml").write_text(json.dumps({section: value}, indent=2) + "\n")
-    port = free_port()
-    # Start from a clean HUB_* slate so the caller's shell cannot change what is measured.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
-    env |= {
-        "HUB_HOST": "127.0.0.1",
-        "HUB_PORT": str(port),
-        "HUB_WORKERS": "1",
-        "HUB_POLICIES_DIR": str(policies),
-        "HUB_DATA_DIR": str(data),
-        "HUB_ACCESS_LOG": "false",
-        "HUB_LOG_LEVEL": "warning",
-        "HUB_SHUTDOWN_GRACE_SECONDS": "2",
-        **(env_extra or {}),
-    }
-    server = servers.start("hub", [str(hub), "serve"], cpu=opts.server_cpu, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(server, f"{base}/healthz", timeout=60)
-    wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY)
-    return Target(url=f"{base}{PATH}", server=(server,), load=(upstream,), headers=tuple(headers))
-
-
 # --- the scenario registry --------------------------------------------------------------------
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
-        name="upstream-direct", description="nginx serving the 206-byte JSON itself", setup=_direct
+        name="upstream-direct", description="nginx serving the 206-byte JSON itself", setup=direct
     ),
     Scenario(
         name="upstream-direct-c1",
         description="the same at concurrency 1 (latency floor)",
-        setup=_direct,
+        setup=direct,
         connections=1,
     ),
     Scenario(
         name="upstream-python",
         description="bench/upstream.py serving the JSON (asyncio+uvloop)",
-        setup=_direct_python,
+        setup=direct_python,
     ),
     Scenario(
         name="nginx-proxy",
         description="nginx reverse proxy, keep-alive to the upstream",
-        setup=_nginx_proxy,
+        setup=nginx_proxy,
     ),
     Scenario(
         name="nginx-proxy-c1",
         description="the same at concurrency 1",
-        setup=_nginx_proxy,
+        setup=nginx_proxy,
         connections=1,
     ),
     Scenario(
         name="litestar-bare",
         description="bare Litestar JSON handler, uvicorn uvloop+httptools",
-        setup=_litestar,
+        setup=litestar,
     ),
     Scenario(
         name="litestar-bare-granian",
         description="bare Litestar JSON handler, granian asgi",
-        setup=functools.partial(_litestar, granian=True),
+        setup=functools.partial(litestar, granian=True),
     ),
     Scenario(
-        name="hub-plain", description="the hub, plain prefix route to the upstream", setup=_hub
+        name="hub-plain", description="the hub, plain prefix route to the upstream", setup=hub
     ),
     Scenario(
         name="hub-plain-c1",
         description="the same at concurrency 1 (added latency)",
-        setup=_hub,
+        setup=hub,
         connections=1,
     ),
     Scenario(
         name="hub-limited",
         description="the hub with a GCRA rate limit on the route (in-process store)",
         setup=functools.partial(
-            _hub, route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}}
+            hub, route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}}
         ),
     ),
     Scenario(
         name="hub-limited-redis",
         description="the same with the limiter in Redis (one pipelined script per tick)",
         setup=functools.partial(
-            _hub,
+            hub,
             route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}},
             env_extra={"HUB_REDIS_URL": "redis://127.0.0.1:6379/15"},
         ),
     ),
     # --- hub-full: JWT + rate limit + policy --------------------------------------------------
-    # Register these once bearer JWT, rate limits and permission policies land, built on _hub:
+    # Register these once bearer JWT, rate limits and permission policies land, built on hub:
     #   Scenario(name="hub-full", description="JWT + rate limit + policy + proxy",
-    #            setup=functools.partial(_hub,
+    #            setup=functools.partial(hub,
     #                route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}},
     #                sections={"permissions": [...], "plans": [...], "consumers": [...]},
     #                env_extra={"HUB_REDIS_URL": "redis://127.0.0.1:6379/15"},
@@ -448,24 +234,6 @@ def measure(scenario: Scenario, opts: Options) -> Outcome:
     return outcome
 
 
-def wait_for_quiet(limit: float) -> float:
-    """Wait up to ``limit`` seconds for a second in which the machine is nearly idle.
-
-    Returns how busy (percent of one core) the last sampled second was.
-    """
-    deadline = time.monotonic() + limit
-    announced = False
-    while True:
-        busy, started = machine_busy(), time.monotonic()
-        time.sleep(1.0)
-        percent = 100 * (machine_busy() - busy) / (time.monotonic() - started)
-        if percent < QUIET_PERCENT or time.monotonic() >= deadline:
-            return percent
-        if not announced:
-            print(f"  (machine busy, {percent:.0f}% CPU: waiting for it to calm down)", flush=True)
-            announced = True
-
-
 def _errors(outcome: Outcome) -> str:
     parts = [f"{outcome.non_2xx} non-2xx"] if outcome.non_2xx else []
     parts += [f"{count} {kind}" for kind, count in outcome.socket_errors.items()]
@@ -504,48 +272,6 @@ def summarise(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         f"{a}-{b}": ok[a].p50_ms - ok[b].p50_ms for a, b in ADDED_LATENCY if a in ok and b in ok
     }
     return {"ratios": ratios, "added_latency_p50_ms": added}
-
-
-def _versions(opts: Options) -> dict[str, str]:
-    """Versions of what was measured, for the JSON record."""
-    versions = {"python": platform.python_version()}
-    probe = (
-        "import importlib.metadata as m, json, sys\n"
-        "out = {}\n"
-        "for name in ('litestar', 'uvicorn', 'granian', 'uvloop', 'httptools', 'aiohttp'):\n"
-        "    try: out[name] = m.version(name)\n"
-        "    except m.PackageNotFoundError: pass\n"
-        "out['venv-python'] = sys.version.split()[0]\n"
-        "print(json.dumps(out))\n"
-    )
-    commands: dict[str, list[str]] = {"venv": [str(opts.venv_bin / "python"), "-c", probe]}
-    if opts.nginx:
-        commands["nginx"] = [opts.nginx, "-v"]
-    commands["wrk"] = [opts.wrk, "-v"]
-    commands["commit"] = ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
-    for name, argv in commands.items():
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        text = (done.stdout + done.stderr).strip()
-        if name == "venv" and done.returncode == 0:
-            versions.update(json.loads(done.stdout))
-        elif text:
-            versions[name] = text.splitlines()[0].replace("nginx version: ", "")
-    return versions
-
-
-def _machine() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "kernel": platform.release()}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -657,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             interrupted = True
             print("\ninterrupted: servers stopped", file=sys.stderr)
-        versions = _versions(opts)
+        versions = measured_versions(opts)
     for outcome in outcomes:
         if outcome.status != "ok" and "\n" in outcome.error:
             print(f"\n{outcome.scenario}: {outcome.error}")
@@ -670,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         record = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": _machine(),
+            "machine": machine(),
             "versions": versions,
             "settings": {
                 "duration": args.duration, "warmup": args.warmup, "connections": args.connections,

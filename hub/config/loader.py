@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from hub.config._contracts import operation_issues, schema_file_problem
 from hub.config.model import (
     BreakerSpec,
     ConfigDocument,
@@ -39,8 +40,6 @@ from hub.config.validate import (
     Issue,
     format_path,
     load_validator,
-    operation_issues,
-    schema_file_problem,
     schema_issues,
     semantic_issues,
     shadow_issues,

@@ -4,23 +4,19 @@ Every check returns :class:`Issue` values (a JSON path and a reason) instead of 
 loader can report every finding at once, each prefixed with the file that defined its section.
 The checks work on plain JSON data and guard every access: a document that already broke the
 schema still gets its semantic findings, without one error cascading into others.
+The JSON Schema checks live in :mod:`hub.config._schema`; a product contract's own checks in
+:mod:`hub.config._contracts`.
 """
 
 from __future__ import annotations
 
-import difflib
-import functools
-import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
-from jsonschema.exceptions import SchemaError, ValidationError  # type: ignore[import-untyped]
-
+from hub.config._issues import IDENTIFIER, Issue, JsonPath, format_path, section_items
+from hub.config._schema import load_validator, schema_issues
 from hub.config.model import HealthCheckSpec, RetrySpec, RouteSpec, TimeoutSpec
 from hub.errors import ConfigError
 from hub.routing.table import find_shadowed
@@ -31,15 +27,11 @@ __all__ = [
     "Issue",
     "format_path",
     "load_validator",
-    "operation_issues",
-    "schema_file_problem",
     "schema_issues",
     "semantic_issues",
     "shadow_issues",
     "template_problems",
 ]
-
-JsonPath = tuple[str | int, ...]
 
 RESERVED_PATHS: tuple[str, ...] = (
     "/admin",
@@ -54,159 +46,8 @@ STANDARD_METHODS: frozenset[str] = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 )
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # The router normalises request paths, so a route holding any of these could never match.
 _FORBIDDEN_IN_PATH = re.compile(r"[\s?#\\\x00-\x1f\x7f-\x9f]")
-_MAX_REASON = 240
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Issue:
-    """One finding: where in the document, and what is wrong there."""
-
-    path: JsonPath
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{format_path(self.path)}: {self.reason}"
-
-    def position(self) -> tuple[tuple[int, int, str], ...]:
-        """Document order: indexes compare as numbers, so [2] sorts before [10]."""
-        return tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.path)
-
-    def sort_key(self) -> tuple[tuple[tuple[int, int, str], ...], str]:
-        return self.position(), self.reason
-
-
-def format_path(path: JsonPath) -> str:
-    """``("routes", 3, "timeouts")`` -> ``$.routes[3].timeouts``; odd keys in brackets."""
-    parts = ["$"]
-    for part in path:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif _IDENTIFIER.fullmatch(part):
-            parts.append(f".{part}")
-        else:
-            escaped = part.replace("\\", "\\\\").replace("'", "\\'")
-            parts.append(f"['{escaped}']")
-    return "".join(parts)
-
-
-# --- JSON Schema ---------------------------------------------------------------------------------
-
-
-def load_validator(schema_path: Path) -> Any:
-    """A Draft 2020-12 validator for the schema file, cached until the file changes."""
-    try:
-        stat = schema_path.stat()
-    except OSError as exc:
-        raise ConfigError([f"{schema_path}: cannot read the schema: {exc.strerror}"]) from exc
-    return _cached_validator(schema_path.resolve(), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_validator(schema_path: Path, _mtime_ns: int, _size: int) -> Any:
-    try:
-        schema = json.loads(schema_path.read_text(encoding="utf-8"))
-        Draft202012Validator.check_schema(schema)
-    except (OSError, ValueError) as exc:
-        raise ConfigError([f"{schema_path}: cannot read the schema: {exc}"]) from exc
-    except SchemaError as exc:
-        raise ConfigError([f"{schema_path}: not a valid JSON Schema: {exc.message}"]) from exc
-    return Draft202012Validator(schema)
-
-
-def schema_file_problem(file: Path) -> str | None:
-    """What keeps ``file`` from being a usable Draft 2020-12 JSON Schema, if anything."""
-    try:
-        schema = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return "does not exist"
-    except (OSError, ValueError) as exc:
-        return f"is not readable JSON: {exc}"
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        return f"is not a valid JSON Schema: {exc.message}"
-    return None
-
-
-def schema_issues(instance: Any, validator: Any, *, top_level: str = "section") -> list[Issue]:
-    """Every violation of the schema, phrased for people and sorted in document order.
-
-    ``top_level`` names the document's own keys in messages ("unknown section 'x'").
-    """
-    found: set[Issue] = set()
-    for error in validator.iter_errors(instance):
-        found.update(_explain(error, top_level))
-    return sorted(found, key=Issue.sort_key)
-
-
-def _explain(error: ValidationError, top_level: str) -> Iterator[Issue]:
-    path: JsonPath = tuple(error.absolute_path)
-    instance = error.instance
-    keyword = error.validator
-    if keyword == "additionalProperties" and isinstance(instance, dict):
-        known = list(error.schema.get("properties", {}))
-        patterns = list(error.schema.get("patternProperties", {}))
-        for key in instance:
-            if key in known or any(re.search(p, key) for p in patterns):
-                continue
-            what = top_level if not path else "field"
-            yield Issue(path=(*path, key), reason=_unknown_key(key, known, what))
-    elif keyword == "required" and isinstance(instance, dict):
-        for name in error.validator_value:
-            if name not in instance:
-                yield Issue(path=path, reason=f"missing required field {name!r}")
-    elif keyword == "dependentRequired" and isinstance(instance, dict):
-        for name, needed in error.validator_value.items():
-            for other in needed:
-                if name in instance and other not in instance:
-                    yield Issue(path=path, reason=f"{name!r} requires {other!r} as well")
-    elif keyword == "type":
-        expected = error.validator_value
-        names = " or ".join(expected) if isinstance(expected, list) else str(expected)
-        yield Issue(path=path, reason=f"expected {names}, got {_describe(instance)}")
-    elif "propertyNames" in error.relative_schema_path:
-        yield Issue(path=path, reason=_short(f"key {error.message}"))
-    else:
-        yield Issue(path=path, reason=_short(error.message))
-
-
-def _unknown_key(key: str, known: list[str], what: str) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    if close:
-        return f"unknown {what} {key!r} (did you mean {close[0]!r}?)"
-    if what == "section":
-        return f"unknown section {key!r} (expected one of: {', '.join(sorted(known))})"
-    return f"unknown {what} {key!r}"
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {json.dumps(value)}"
-    if isinstance(value, str):
-        return _short(f"string {value!r}", 80)
-    if isinstance(value, int | float):
-        return f"number {value!r}"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _short(text: str, limit: int = _MAX_REASON) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# --- semantic rules ------------------------------------------------------------------------------
-
-
-def _items(raw: Mapping[str, Any], section: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    items = raw.get(section)
-    if isinstance(items, list):
-        for index, item in enumerate(items):
-            if isinstance(item, dict):
-                yield index, item
 
 
 def _number(value: Any, default: float) -> float | None:
@@ -224,7 +65,7 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
     _unique(raw, "routes", "route id", issues)
 
     products: dict[tuple[str, int], int] = {}
-    for index, item in _items(raw, "products"):
+    for index, item in section_items(raw, "products"):
         key = (item.get("id"), item.get("version"))
         if isinstance(key[0], str) and isinstance(key[1], int):
             if key in products:
@@ -238,16 +79,16 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
             else:
                 products[(key[0], key[1])] = index
 
-    for index, item in _items(raw, "upstreams"):
+    for index, item in section_items(raw, "upstreams"):
         issues.extend(_upstream_issues(("upstreams", index), item))
-    for index, item in _items(raw, "routes"):
+    for index, item in section_items(raw, "routes"):
         issues.extend(_route_issues(("routes", index), item, upstream_ids, products))
     return issues
 
 
 def _unique(raw: Mapping[str, Any], section: str, what: str, issues: list[Issue]) -> set[str]:
     first: dict[str, int] = {}
-    for index, item in _items(raw, section):
+    for index, item in section_items(raw, section):
         ident = item.get("id")
         if not isinstance(ident, str):
             continue
@@ -403,7 +244,7 @@ def template_problems(template: str) -> list[str]:
             continue
         if segment.startswith("{") and segment.endswith("}"):
             name = segment[1:-1]
-            if not _IDENTIFIER.fullmatch(name):
+            if not IDENTIFIER.fullmatch(name):
                 problems.append(
                     f"parameter {segment!r} must be named like {{name}}"
                     " (a letter or '_', then letters, digits or '_')"
@@ -440,41 +281,6 @@ def _reserved_claim(path: str) -> str | None:
         if segments[: len(wanted)] == wanted:
             return f"{path!r} claims the reserved hub path {reserved!r}"
     return None
-
-
-def operation_issues(contract: Mapping[str, Any]) -> list[Issue]:
-    """A product contract's operations: valid templates, unique ids and method + path pairs."""
-    issues: list[Issue] = []
-    ids: dict[str, int] = {}
-    routes: dict[tuple[str, str], int] = {}
-    for index, operation in _items(contract, "operations"):
-        at: JsonPath = ("operations", index)
-        op_id, method = operation.get("operation_id"), operation.get("method")
-        path = operation.get("path")
-        if isinstance(op_id, str):
-            if op_id in ids:
-                issues.append(
-                    Issue(
-                        path=(*at, "operation_id"),
-                        reason=f"duplicate operation_id {op_id!r}"
-                        f" (first defined at $.operations[{ids[op_id]}])",
-                    )
-                )
-            ids.setdefault(op_id, index)
-        if isinstance(path, str):
-            issues.extend(Issue(path=(*at, "path"), reason=p) for p in template_problems(path))
-            if isinstance(method, str):
-                key = (method, path)
-                if key in routes:
-                    issues.append(
-                        Issue(
-                            path=at,
-                            reason=f"{method} {path} is already defined"
-                            f" at $.operations[{routes[key]}]",
-                        )
-                    )
-                routes.setdefault(key, index)
-    return issues
 
 
 def shadow_issues(routes: Sequence[RouteSpec]) -> list[Issue]:

@@ -1,0 +1,337 @@
+"""The servers each scenario measures: nginx, the Python upstream, bare Litestar and the hub.
+
+Each setup takes the run's :class:`Options` and the :class:`Servers` that own the processes,
+starts what it needs on the right cores, waits until it answers, and returns a :class:`Target`;
+:func:`measured_versions` records which versions of them a run measured.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from _util import BODY, Server, Servers
+
+__all__ = [
+    "ROOT",
+    "Options",
+    "ScenarioError",
+    "ScenarioSkipped",
+    "Setup",
+    "Target",
+    "direct",
+    "direct_python",
+    "fetch",
+    "free_port",
+    "hub",
+    "litestar",
+    "measured_versions",
+    "nginx_proxy",
+    "wait_ready",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+PATH = "/bench/json"  # what wrk asks for; every server answers it with the same 206 bytes
+
+
+class ScenarioError(Exception):
+    """A scenario cannot run (missing tool, server failed to start); the others still run."""
+
+
+class ScenarioSkipped(ScenarioError):
+    """An optional scenario whose server is not installed (granian)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """How this run is set up; passed to every scenario's setup."""
+
+    duration: int
+    warmup: int
+    connections: int
+    threads: int
+    server_cpu: int | None
+    load_cpu: int | None
+    upstream: str  # "nginx" or "python": what the proxy scenarios forward to
+    venv_bin: Path
+    wrk: str
+    nginx: str | None
+    taskset: str | None
+    tmp: Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """What a scenario's setup started: the URL to load and who runs on which core."""
+
+    url: str
+    server: tuple[Server, ...]  # on the server core: what is being measured
+    load: tuple[Server, ...] = ()  # on the load core beside wrk (the proxies' upstream)
+    headers: tuple[str, ...] = ()  # extra wrk -H headers (e.g. Authorization for hub-full)
+
+
+Setup = Callable[[Options, Servers], Target]
+
+
+# --- readiness --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def fetch(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    """GET ``url``: status and body, HTTP errors included (no exception for 4xx/5xx)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), bytes(exc.read())
+
+
+def wait_ready(
+    server: Server, url: str, *, timeout: float, expect: bytes | None = None
+) -> tuple[int, bytes]:
+    """Poll ``url`` until it answers 200 (and ``expect`` when given); raise with the log if not."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise RuntimeError(
+                f"{server.name} exited with status {server.proc.returncode}:\n{server.log_tail()}"
+            )
+        try:
+            status, body = fetch(url, timeout=1.0)
+        except (OSError, urllib.error.URLError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        else:
+            if status == 200 and (expect is None or body == expect):
+                return status, body
+            last = f"HTTP {status}: {body[:200]!r}"
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"{server.name} not ready at {url} after {timeout:.0f}s ({last}):\n{server.log_tail()}"
+    )
+
+
+# --- the setups -------------------------------------------------------------------------------
+
+
+def _nginx(
+    opts: Options, servers: Servers, name: str, *, cpu: int | None, proxy_to: int = 0
+) -> tuple[Server, int]:
+    """nginx answering the JSON itself, or (``proxy_to``) proxying with keep-alive to a port."""
+    if opts.nginx is None:
+        raise ScenarioError("nginx is not installed (see the messages above)")
+    directory = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=opts.tmp))
+    port = free_port()
+    if proxy_to:
+        upstream = (
+            f"upstream bench_upstream {{ server 127.0.0.1:{proxy_to}; "
+            "keepalive 64; keepalive_requests 1000000; }"
+        )
+        location = (
+            "proxy_pass http://bench_upstream; proxy_http_version 1.1;"
+            ' proxy_set_header Connection "";'
+        )
+    else:
+        upstream = ""
+        location = f"return 200 '{BODY.decode()}';"
+    text = (BENCH / "nginx.conf.template").read_text()
+    for key, value in {
+        "@DIR@": str(directory),
+        "@PORT@": str(port),
+        "@UPSTREAM@": upstream,
+        "@LOCATION@": location,
+    }.items():
+        text = text.replace(key, value)
+    conf = directory / "nginx.conf"
+    conf.write_text(text)
+    argv = [opts.nginx, "-p", str(directory), "-c", str(conf), "-e", str(directory / "error.log")]
+    server = servers.start(name, argv, cpu=cpu)
+    wait_ready(server, f"http://127.0.0.1:{port}{PATH}", timeout=10, expect=BODY)
+    return server, port
+
+
+def _python_upstream(
+    opts: Options, servers: Servers, name: str, *, cpu: int | None
+) -> tuple[Server, int]:
+    port = free_port()
+    argv = [str(opts.venv_bin / "python"), str(BENCH / "upstream.py"), "--port", str(port)]
+    server = servers.start(name, argv, cpu=cpu)
+    wait_ready(server, f"http://127.0.0.1:{port}{PATH}", timeout=15, expect=BODY)
+    return server, port
+
+
+def _upstream(opts: Options, servers: Servers) -> tuple[Server, int]:
+    """The proxies' upstream, on the load core so the proxy under test has its core alone."""
+    if opts.upstream == "nginx":
+        return _nginx(opts, servers, "upstream", cpu=opts.load_cpu)
+    return _python_upstream(opts, servers, "upstream", cpu=opts.load_cpu)
+
+
+def direct(opts: Options, servers: Servers) -> Target:
+    server, port = _nginx(opts, servers, "direct", cpu=opts.server_cpu)
+    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(server,))
+
+
+def direct_python(opts: Options, servers: Servers) -> Target:
+    server, port = _python_upstream(opts, servers, "direct-python", cpu=opts.server_cpu)
+    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(server,))
+
+
+def nginx_proxy(opts: Options, servers: Servers) -> Target:
+    upstream, upstream_port = _upstream(opts, servers)
+    proxy, port = _nginx(opts, servers, "proxy", cpu=opts.server_cpu, proxy_to=upstream_port)
+    return Target(url=f"http://127.0.0.1:{port}{PATH}", server=(proxy,), load=(upstream,))
+
+
+def litestar(opts: Options, servers: Servers, *, granian: bool = False) -> Target:
+    port = free_port()
+    if granian:
+        executable = opts.venv_bin / "granian"
+        if not executable.exists():
+            raise ScenarioSkipped(f"granian is not installed in {opts.venv_bin}")
+        argv = [str(executable), "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port)]
+        argv += ["--workers", "1", "--runtime-threads", "1", "--loop", "uvloop", "--no-access-log"]
+        argv += ["--log-level", "warning", "--working-dir", str(BENCH), "bare_litestar:app"]
+    else:
+        argv = [str(opts.venv_bin / "uvicorn"), "bare_litestar:app", "--app-dir", str(BENCH)]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        argv += [
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    server = servers.start(
+        "granian" if granian else "uvicorn", argv, cpu=opts.server_cpu, cwd=BENCH
+    )
+    url = f"http://127.0.0.1:{port}{PATH}"
+    wait_ready(server, url, timeout=20, expect=BODY)
+    return Target(url=url, server=(server,))
+
+
+@functools.cache
+def _hub_unavailable(hub: Path) -> str | None:
+    """Why ``hub serve`` cannot run yet, or None when ``hub serve --help`` works."""
+    if not hub.exists():
+        return f"{hub} does not exist (pip install -e . in the venv)"
+    try:
+        done = subprocess.run(
+            [str(hub), "serve", "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"`hub serve --help` failed: {exc}"
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        return f"`hub serve --help` exited {done.returncode}:\n{tail}"
+    return None
+
+
+def hub(
+    opts: Options,
+    servers: Servers,
+    *,
+    route_extra: Mapping[str, Any] | None = None,
+    sections: Mapping[str, Any] | None = None,
+    env_extra: Mapping[str, str] | None = None,
+    headers: Sequence[str] = (),
+) -> Target:
+    """The hub (``hub serve``, embedded back-ends) with one prefix route to the upstream.
+
+    ``route_extra`` is merged into the route, ``sections`` adds policy sections (permissions,
+    plans, consumers), ``env_extra`` adds HUB_* settings and ``headers`` go on every request:
+    the hooks the hub-full scenarios need.
+    """
+    cli = opts.venv_bin / "hub"
+    reason = _hub_unavailable(cli)
+    if reason:
+        raise ScenarioError(reason)
+    upstream, upstream_port = _upstream(opts, servers)
+    directory = Path(tempfile.mkdtemp(prefix="hub-", dir=opts.tmp))
+    policies, data = directory / "policies", directory / "data"
+    policies.mkdir()
+    data.mkdir()
+    route = {"id": "bench", "prefix": "/bench/", "upstream": "bench", **(route_extra or {})}
+    documents: dict[str, Any] = {
+        "upstreams": [{"id": "bench", "targets": [{"url": f"http://127.0.0.1:{upstream_port}"}]}],
+        "routes": [route],
+        "products": [],
+        **(sections or {}),
+    }
+    for section, value in documents.items():
+        # JSON is YAML: no YAML library needed here, one section per file as the loader wants.
+        (policies / f"{section}.yaml").write_text(json.dumps({section: value}, indent=2) + "\n")
+    port = free_port()
+    # Start from a clean HUB_* slate so the caller's shell cannot change what is measured.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HUB_")}
+    env |= {
+        "HUB_HOST": "127.0.0.1",
+        "HUB_PORT": str(port),
+        "HUB_WORKERS": "1",
+        "HUB_POLICIES_DIR": str(policies),
+        "HUB_DATA_DIR": str(data),
+        "HUB_ACCESS_LOG": "false",
+        "HUB_LOG_LEVEL": "warning",
+        "HUB_SHUTDOWN_GRACE_SECONDS": "2",
+        **(env_extra or {}),
+    }
+    server = servers.start("hub", [str(cli), "serve"], cpu=opts.server_cpu, env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(server, f"{base}/healthz", timeout=60)
+    wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY)
+    return Target(url=f"{base}{PATH}", server=(server,), load=(upstream,), headers=tuple(headers))
+
+
+# --- the record -------------------------------------------------------------------------------
+
+
+def measured_versions(opts: Options) -> dict[str, str]:
+    """Versions of what was measured, for the JSON record."""
+    versions = {"python": platform.python_version()}
+    probe = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for name in ('litestar', 'uvicorn', 'granian', 'uvloop', 'httptools', 'aiohttp'):\n"
+        "    try: out[name] = m.version(name)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "out['venv-python'] = sys.version.split()[0]\n"
+        "print(json.dumps(out))\n"
+    )
+    commands: dict[str, list[str]] = {"venv": [str(opts.venv_bin / "python"), "-c", probe]}
+    if opts.nginx:
+        commands["nginx"] = [opts.nginx, "-v"]
+    commands["wrk"] = [opts.wrk, "-v"]
+    commands["commit"] = ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]
+    for name, argv in commands.items():
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        text = (done.stdout + done.stderr).strip()
+        if name == "venv" and done.returncode == 0:
+            versions.update(json.loads(done.stdout))
+        elif text:
+            versions[name] = text.splitlines()[0].replace("nginx version: ", "")
+    return versions
