@@ -12,12 +12,18 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   ├── PayloadTooLarge             (payload_too_large, 413)
     │   ├── HeadersTooLarge             (headers_too_large, 431)
     │   ├── UriTooLong                  (uri_too_long, 414)
-    │   └── InvalidHeader               (invalid_header, 400)
+    │   ├── InvalidHeader               (invalid_header, 400)
+    │   ├── InvalidRequest              (invalid_request, 400)
+    │   ├── InvalidScope                (invalid_scope, 400)
+    │   └── UnsupportedGrantType        (unsupported_grant_type, 400)
     ├── NotFound                        (not_found, 404)
     │   └── RouteNotFound               (route_not_found, 404)
     ├── MethodNotAllowed                (method_not_allowed, 405)
     ├── Unauthorized                    (unauthorized, 401)
+    │   ├── InvalidToken                (invalid_token, 401)
+    │   └── InvalidClient               (invalid_client, 401)
     ├── Forbidden                       (forbidden, 403)
+    │   └── InsufficientScope           (insufficient_scope, 403)
     ├── Conflict                        (conflict, 409)
     ├── RateLimited                     (rate_limited, 429)
     ├── UpstreamError                   (upstream_error, 502)
@@ -44,8 +50,13 @@ __all__ = [
     "Forbidden",
     "HeadersTooLarge",
     "HubError",
+    "InsufficientScope",
+    "InvalidClient",
     "InvalidHeader",
     "InvalidPath",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidToken",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -55,6 +66,7 @@ __all__ = [
     "ServiceUnavailable",
     "ShuttingDown",
     "Unauthorized",
+    "UnsupportedGrantType",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamOverloaded",
@@ -133,6 +145,21 @@ class InvalidHeader(RequestRejected):
     title = "Invalid request header"
 
 
+class InvalidRequest(RequestRejected):
+    code = "invalid_request"
+    title = "Invalid request"
+
+
+class InvalidScope(RequestRejected):
+    code = "invalid_scope"
+    title = "Invalid scope"
+
+
+class UnsupportedGrantType(RequestRejected):
+    code = "unsupported_grant_type"
+    title = "Unsupported grant type"
+
+
 class NotFound(HubError):
     code = "not_found"
     status = 404
@@ -156,10 +183,25 @@ class Unauthorized(HubError):
     title = "Authentication required"
 
 
+class InvalidToken(Unauthorized):
+    code = "invalid_token"
+    title = "The access token is not valid"
+
+
+class InvalidClient(Unauthorized):
+    code = "invalid_client"
+    title = "Client authentication failed"
+
+
 class Forbidden(HubError):
     code = "forbidden"
     status = 403
     title = "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "The token lacks a required scope"
 
 
 class Conflict(HubError):

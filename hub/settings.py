@@ -97,6 +97,11 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     config_poll_seconds: float = 5.0
     config_channel: str = "hub:config"
+    issuer: str = ""
+    audience: str = "hub"
+    access_token_seconds: int = 300
+    internal_token_seconds: int = 60
+    key_publish_seconds: int = 300
     admin_token_sha256: str | None = field(default=None, repr=False)
 
     @property
@@ -132,6 +137,14 @@ class Settings:
             # Redis pub/sub ignores the database number: hub clusters sharing one Redis need
             # their own channel.
             config_channel=env.get("HUB_CONFIG_CHANNEL") or "hub:config",
+            issuer=(
+                env.get("HUB_ISSUER")
+                or f"http://{env.get('HUB_HOST', '127.0.0.1')}:{env.get('HUB_PORT', '8080')}"
+            ).rstrip("/"),
+            audience=env.get("HUB_AUDIENCE") or "hub",
+            access_token_seconds=_int(env, "HUB_ACCESS_TOKEN_SECONDS", 300),
+            internal_token_seconds=_int(env, "HUB_INTERNAL_TOKEN_SECONDS", 60),
+            key_publish_seconds=_int(env, "HUB_KEY_PUBLISH_SECONDS", 300),
             # The admin token is kept only as its digest; the clear value is dropped here.
             admin_token_sha256=(
                 hashlib.sha256(admin_token.encode()).hexdigest() if admin_token else None
