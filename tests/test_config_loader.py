@@ -275,7 +275,7 @@ def test_unknown_section_names_its_file(tmp_path: Path) -> None:
     policies = write(tmp_path / "policies", a_yaml=UPSTREAMS, extra_yaml="gateway: {}\n")
     assert load_issues(policies) == [
         "policies/extra.yaml: $.gateway: unknown section 'gateway' (expected one of: consumers,"
-        " permissions, plans, products, routes, upstreams)"
+        " issuers, permissions, plans, products, routes, upstreams)"
     ]
 
 

@@ -49,10 +49,38 @@ def test_unknown_section_suggests_the_close_one() -> None:
     assert issues(doc(route=[])) == ["$.route: unknown section 'route' (did you mean 'routes'?)"]
 
 
+def test_issuers_are_unique_by_id_and_by_url() -> None:
+    issuer = {
+        "id": "idp",
+        "issuer": "https://idp.example.gov",
+        "jwks_uri": "https://idp.example.gov/jwks",
+        "audiences": ["hub"],
+        "algorithms": ["RS256"],
+    }
+    assert issues(doc(issuers=[issuer, dict(issuer)])) == [
+        "$.issuers[1].id: duplicate issuer id 'idp' (first defined at $.issuers[0])",
+        "$.issuers[1].issuer: issuer 'https://idp.example.gov' is already trusted"
+        " (first defined at $.issuers[0])",
+    ]
+
+
+def test_an_issuer_may_not_allow_hmac_or_none() -> None:
+    issuer = {
+        "id": "idp",
+        "issuer": "https://idp.example.gov",
+        "jwks_uri": "https://idp.example.gov/jwks",
+        "audiences": ["hub"],
+        "algorithms": ["HS256"],
+    }
+    found = issues(doc(issuers=[issuer]))
+    assert len(found) == 1
+    assert found[0].startswith("$.issuers[0].algorithms[0]: 'HS256' is not one of")
+
+
 def test_unknown_section_lists_the_known_ones() -> None:
     assert issues(doc(gateways=[])) == [
-        "$.gateways: unknown section 'gateways' (expected one of: consumers, permissions,"
-        " plans, products, routes, upstreams)"
+        "$.gateways: unknown section 'gateways' (expected one of: consumers, issuers,"
+        " permissions, plans, products, routes, upstreams)"
     ]
 
 

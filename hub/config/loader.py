@@ -25,9 +25,11 @@ import yaml
 
 from hub.config._contracts import operation_issues, schema_file_problem
 from hub.config.model import (
+    AuthSpec,
     BreakerSpec,
     ConfigDocument,
     HealthCheckSpec,
+    IssuerSpec,
     ProductSpec,
     RateLimitSpec,
     RetrySpec,
@@ -393,6 +395,8 @@ def _route(item: Mapping[str, Any], *, order: int, source: str) -> RouteSpec:
             data[name] = _spec(nested, item[name])
     if "rate_limit" in item:
         data["rate_limit"] = _spec(RateLimitSpec, item["rate_limit"])
+    if "auth" in item:
+        data["auth"] = _spec(AuthSpec, item["auth"])
     return _spec(RouteSpec, data)
 
 
@@ -404,6 +408,7 @@ def _document(raw: dict[str, Any], sources: Mapping[str, str]) -> ConfigDocument
             for index, item in enumerate(raw.get("routes", []))
         ),
         products=tuple(_spec(ProductSpec, item) for item in raw.get("products", [])),
+        issuers=tuple(_spec(IssuerSpec, item) for item in raw.get("issuers", [])),
         extensions={name: json.loads(json.dumps(raw.get(name, []))) for name in _EXTENSIONS},
         raw=raw,
         checksum=config_checksum(raw),

@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "AuthSpec",
     "BreakerSpec",
     "ConfigDocument",
     "HealthCheckSpec",
+    "IssuerSpec",
     "ProductSpec",
     "RateLimitSpec",
     "RetrySpec",
@@ -99,6 +101,26 @@ class RateLimitSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSpec:
+    """Who may call a route: accepted credentials (``jwt``, ``api_key``) and required scopes."""
+
+    methods: tuple[str, ...]
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IssuerSpec:
+    """A trusted external token issuer, its keys and the algorithms it may use."""
+
+    id: str
+    issuer: str
+    jwks_uri: str
+    audiences: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    leeway: float = 30.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteSpec:
     """One route: what it matches and where it sends the request.
 
@@ -121,6 +143,7 @@ class RouteSpec:
     retries: RetrySpec = field(default_factory=RetrySpec)
     max_body_bytes: int | None = None
     rate_limit: RateLimitSpec | None = None
+    auth: AuthSpec | None = None
     product: str | None = None
     version: int | None = None
     order: int = 0
@@ -146,6 +169,7 @@ class ConfigDocument:
     upstreams: tuple[UpstreamSpec, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
     products: tuple[ProductSpec, ...] = ()
+    issuers: tuple[IssuerSpec, ...] = ()
     # Sections filled in by later work (permissions, plans, consumers): kept as validated JSON.
     extensions: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)

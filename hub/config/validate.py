@@ -41,6 +41,7 @@ RESERVED_PATHS: tuple[str, ...] = (
     "/schema",
     "/api/catalog",
     "/.well-known",
+    "/oauth2",
 )
 STANDARD_METHODS: frozenset[str] = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -63,6 +64,21 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
     issues: list[Issue] = []
     upstream_ids = _unique(raw, "upstreams", "upstream id", issues)
     _unique(raw, "routes", "route id", issues)
+    _unique(raw, "issuers", "issuer id", issues)
+    seen_issuers: dict[str, int] = {}
+    for index, item in section_items(raw, "issuers"):
+        name = item.get("issuer")
+        if isinstance(name, str):
+            if name in seen_issuers:
+                issues.append(
+                    Issue(
+                        path=("issuers", index, "issuer"),
+                        reason=f"issuer {name!r} is already trusted"
+                        f" (first defined at $.issuers[{seen_issuers[name]}])",
+                    )
+                )
+            else:
+                seen_issuers[name] = index
 
     products: dict[tuple[str, int], int] = {}
     for index, item in section_items(raw, "products"):
