@@ -117,3 +117,39 @@ def test_response_headers_drop_hop_by_hop_and_server_owned_ones() -> None:
         (b"set-cookie", b"b=2"),
         (b"x-request-id", b"rid"),
     ]
+
+
+def test_clients_cannot_speak_in_the_hubs_headers_and_consumed_credentials_stay() -> None:
+    incoming = [
+        (b"authorization", b"Bearer secret-token"),
+        (b"x-api-key", b"hub_0123456789_secret"),
+        (b"x-hub-principal-token", b"forged"),
+        (b"x-hub-anything", b"forged"),
+        (b"x-hubris", b"kept: not the hub's namespace"),
+    ]
+    out, _ = upstream_headers(
+        incoming,
+        peer="192.0.2.7",
+        trusted_peer=False,
+        scheme="http",
+        request_id="rid",
+        preserve_host=False,
+        consumed=frozenset({b"authorization", b"x-api-key"}),
+        internal_token="signed-by-the-hub",
+    )
+    assert [v for n, v in out if n.startswith("x-hub-")] == ["signed-by-the-hub"]
+    assert ("x-hubris", "kept: not the hub's namespace") in out
+    assert not [n for n, _ in out if n in ("authorization", "x-api-key")]
+
+
+def test_credentials_pass_through_on_routes_the_hub_does_not_authenticate() -> None:
+    out, _ = upstream_headers(
+        [(b"authorization", b"Bearer for-the-upstream"), (b"x-hub-principal-token", b"forged")],
+        peer="192.0.2.7",
+        trusted_peer=False,
+        scheme="http",
+        request_id="rid",
+        preserve_host=False,
+    )
+    assert ("authorization", "Bearer for-the-upstream") in out
+    assert not [n for n, _ in out if n.startswith("x-hub-")]

@@ -17,6 +17,7 @@ from hub.errors import InvalidHeader
 
 __all__ = [
     "HOP_BY_HOP",
+    "INTERNAL_TOKEN_HEADER",
     "client_address",
     "request_id_from",
     "response_headers",
@@ -36,6 +37,8 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
     }
 )
+# The principal of an authenticated request, as a short-lived token signed by the hub.
+INTERNAL_TOKEN_HEADER = "x-hub-principal-token"  # noqa: S105 - a header name
 # Headers the hub owns on the way in: it sets them itself, whatever the client sent.
 # ``Expect: 100-continue`` was answered by the hub's own server; the upstream gets the body.
 _OWNED_IN = frozenset({b"x-request-id", b"host", b"expect"})
@@ -117,8 +120,15 @@ def upstream_headers(
     scheme: str,
     request_id: str,
     preserve_host: bool,
+    consumed: frozenset[bytes] = frozenset(),
+    internal_token: str | None = None,
 ) -> tuple[list[tuple[str, str]], str | None]:
-    """Headers to send upstream, in order, repeats kept; and the Host to send (None = target's)."""
+    """Headers to send upstream, in order, repeats kept; and the Host to send (None = target's).
+
+    ``consumed`` names credentials the hub used itself (the client's ``Authorization`` on an
+    authenticated route): the upstream never sees them. ``X-Hub-*`` headers belong to the hub
+    alone: a client's are dropped, and the hub's internal token is added when given.
+    """
     extra_hop = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else ()
     out: list[tuple[str, str]] = []
     host: str | None = None
@@ -126,8 +136,10 @@ def upstream_headers(
     forwarded_proto: str | None = None
     forwarded_host: str | None = None
     for name, value in headers:
-        if name in HOP_BY_HOP or name in extra_hop:
+        if name in HOP_BY_HOP or name in extra_hop or name in consumed:
             continue
+        if name.startswith(b"x-hub-"):
+            continue  # spoofed: only the hub speaks in its own headers
         if name in _OWNED_IN:
             if name == b"host":
                 host = _text(name, value)
@@ -151,6 +163,8 @@ def upstream_headers(
     if forwarded_host or host:
         out.append(("x-forwarded-host", forwarded_host or host or ""))
     out.append(("x-request-id", request_id))
+    if internal_token is not None:
+        out.append((INTERNAL_TOKEN_HEADER, internal_token))
     return out, (host if preserve_host else None)
 
 
