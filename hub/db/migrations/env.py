@@ -12,6 +12,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from hub.db import identity_tables  # noqa: F401 - registers the identity tables on Base
 from hub.db.engine import create_engine
 from hub.db.models import Base
 

@@ -1,0 +1,1 @@
+"""The hub as identity provider: signing keys, tokens, the OAuth 2 server and its endpoints."""
