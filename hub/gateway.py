@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import structlog
 
+from hub.auth.authenticator import CREDENTIAL_HEADERS
 from hub.errors import (
     BackendUnavailable,
     HeadersTooLarge,
@@ -97,6 +98,7 @@ class Gateway:
         route_id = _NO_ROUTE
         upstream_id = ""
         held = None
+        consumer: str | None = None
         status = 500
 
         try:
@@ -131,6 +133,13 @@ class Gateway:
             # the request (served by the old snapshot) is still on its way to a lease.
             held = pool = snapshot.pools[upstream_id]
             pool.hold()
+            consumed: frozenset[bytes] = frozenset()
+            internal_token: str | None = None
+            if route.auth is not None:
+                principal = await self.runtime.authenticate(route.auth, headers)
+                consumer = principal.client_id or principal.subject
+                consumed = CREDENTIAL_HEADERS
+                internal_token = self.runtime.internal_token(principal, upstream_id)
             limit = snapshot.limits.get(route_id)
             extra_headers: list[tuple[str, str]] = []
             if limit is not None and self.runtime.limiter is not None:
@@ -163,6 +172,8 @@ class Gateway:
                 peer=peer,
                 trusted_peer=trusted_peer,
                 exchange=exchange,
+                consumed=consumed,
+                internal_token=internal_token,
             )
             status = exchange.status
         except HubError as error:
@@ -206,7 +217,7 @@ class Gateway:
                     target=exchange.target or None,
                     attempts=exchange.attempts,
                     client=address,
-                    consumer=None,
+                    consumer=consumer,
                     config_version=snapshot.version if snapshot else None,
                 )
 

@@ -9,20 +9,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import httpx
 import structlog
 
+from hub.auth.apikeys import ApiKeyVerifier
+from hub.auth.authenticator import Authenticator
+from hub.auth.internal import InternalTokenSigner
+from hub.auth.jwks import JwksCache
+from hub.auth.principal import Principal
+from hub.auth.verify import IssuerConfig, TokenVerifier
 from hub.backends.events.base import EventBus
 from hub.backends.factory import build_event_bus, build_limiter, build_notifier
 from hub.backends.notifier.base import ConfigNotifier
 from hub.config.loader import document_from_raw, load_directory
+from hub.config.model import AuthSpec, ConfigDocument
 from hub.config.snapshot import Snapshot, compile_snapshot
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine, ping
+from hub.db.identity_store import (
+    ApiKeyStore,
+    AssertionLedger,
+    ClientStore,
+    KeyStore,
+    RevocationStore,
+)
 from hub.db.migrate import current_revision, head_revision, migrate
 from hub.errors import BackendUnavailable, ConfigError, HubError
+from hub.identity.keys import KeyRing
 from hub.ops.metrics import Metrics
 from hub.ratelimit.base import RateLimitStore
 from hub.settings import Settings
@@ -30,9 +48,32 @@ from hub.upstream.breaker import BreakerState
 from hub.upstream.pool import Target
 from hub.upstream.registry import UpstreamRegistry
 
-__all__ = ["ReadinessCheck", "Runtime"]
+__all__ = ["IdentityStores", "LocalRevocations", "ReadinessCheck", "Runtime"]
 
 log = structlog.get_logger("hub.runtime")
+
+
+class LocalRevocations(RevocationStore):
+    """The revocation store, also telling this process at once (others learn by polling)."""
+
+    def __init__(self, engine: Any, on_revoke: Callable[[str], None]) -> None:
+        super().__init__(engine)
+        self._on_revoke = on_revoke
+
+    async def revoke(self, jti: str, expires_at: datetime) -> None:
+        await super().revoke(jti, expires_at)
+        self._on_revoke(jti)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IdentityStores:
+    """The identity tables, as the OAuth endpoints and the CLI use them."""
+
+    keys: KeyStore
+    clients: ClientStore
+    api_keys: ApiKeyStore
+    ledger: AssertionLedger
+    revocations: RevocationStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +113,14 @@ class Runtime:
         self.limiter: RateLimitStore | None = None
         self._reload_lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        self.identity: IdentityStores | None = None
+        self.keyring: KeyRing | None = None
+        self._revoked: set[str] = set()
+        self._http: httpx.AsyncClient | None = None
+        self._jwks: JwksCache | None = None
+        self._api_keys: ApiKeyVerifier | None = None
+        self._signer: InternalTokenSigner | None = None
+        self._authenticator: Authenticator | None = None
 
     def _breaker_changed(
         self, upstream_id: str, target: Target, old: BreakerState, new: BreakerState
@@ -98,6 +147,7 @@ class Runtime:
         self.events = build_event_bus(settings)
         await self.notifier.start()
         await self.events.start()
+        await self._start_identity()
         try:
             await self._load_active(self.store)
         except ConfigError as exc:
@@ -108,6 +158,79 @@ class Runtime:
         self.notifier.subscribe(self._on_announcement)
         self._poller = asyncio.create_task(self._poll(), name="hub-config-poll")
         _tune_gc()
+
+    async def _start_identity(self) -> None:
+        """Signing keys, the credential stores and the verifiers built on them."""
+        settings = self.settings
+        engine = self.engine
+        self.identity = IdentityStores(
+            keys=KeyStore(engine),
+            clients=ClientStore(engine),
+            api_keys=ApiKeyStore(engine),
+            ledger=AssertionLedger(engine),
+            revocations=LocalRevocations(engine, self._revoked.add),
+        )
+        self.keyring = await KeyRing.load(self.identity.keys, settings)
+        self._revoked.update(await self.identity.revocations.active())
+        # External issuers' JWKS: a low-volume call, so httpx (the proxy path uses aiohttp).
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
+        self._jwks = JwksCache(self._http)
+        self._api_keys = ApiKeyVerifier(
+            self.identity.api_keys.by_prefix, cache_seconds=10, issuer=settings.issuer
+        )
+        self._signer = InternalTokenSigner(
+            self._internal_key, issuer=settings.issuer, lifetime=settings.internal_token_seconds
+        )
+
+    def _internal_key(self) -> tuple[str, Any]:
+        assert self.keyring is not None
+        kid, key, _alg = self.keyring.signing_key("internal")
+        return kid, key
+
+    def _build_authenticator(self, document: ConfigDocument) -> Authenticator:
+        assert self.keyring is not None
+        settings = self.settings
+        own = IssuerConfig(
+            issuer=settings.issuer, audiences=(settings.audience,), algorithms=("RS256",)
+        )
+        external = [
+            IssuerConfig(
+                issuer=spec.issuer,
+                audiences=spec.audiences,
+                algorithms=spec.algorithms,
+                jwks_uri=spec.jwks_uri,
+                leeway=spec.leeway,
+            )
+            for spec in document.issuers
+        ]
+        tokens = TokenVerifier(
+            [own, *external],
+            local_issuer=settings.issuer,
+            local_keys=self.keyring,
+            jwks=self._jwks,
+            is_revoked=self._revoked.__contains__,
+        )
+        return Authenticator(tokens=tokens, api_keys=self._api_keys)
+
+    async def authenticate(
+        self, spec: AuthSpec, headers: Sequence[tuple[bytes, bytes]]
+    ) -> Principal:
+        """The verified caller of a route with an ``auth`` block (401/403 otherwise)."""
+        assert self._authenticator is not None
+        return await self._authenticator.authenticate(spec, headers)
+
+    def internal_token(self, principal: Principal, audience: str) -> str:
+        """The principal as a short-lived token signed by the hub, for one upstream."""
+        assert self._signer is not None
+        return self._signer.mint(principal, audience)
+
+    async def _refresh_identity(self) -> None:
+        """Other replicas' key rotations and revocations (the notifier is for configuration)."""
+        assert self.identity is not None
+        assert self.keyring is not None
+        await self.keyring.refresh(self.identity.keys)
+        self._revoked.clear()
+        self._revoked.update(await self.identity.revocations.active())
 
     async def _load_active(self, store: ConfigStore) -> None:
         """Swap in the active version, seeding it from the policies folder on first start."""
@@ -133,6 +256,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
         await self.registry.aclose()
+        if self._http is not None:
+            await self._http.aclose()
         for closer in (self.notifier, self.events, self.limiter):
             if closer is not None:
                 with contextlib.suppress(Exception):
@@ -142,8 +267,10 @@ class Runtime:
 
     async def _swap(self, stored: StoredVersion) -> Snapshot:
         document = document_from_raw(stored.document, contracts_dir=self.settings.contracts_dir)
+        authenticator = self._build_authenticator(document)
         pools = await self.registry.apply(document.upstreams)
         snapshot = compile_snapshot(stored.version, document, pools)
+        self._authenticator = authenticator
         self._snapshot = snapshot  # the one atomic step: a single reference assignment
         self.metrics.config_version.set(stored.version)
         self.metrics.config_reloads.labels("ok").inc()
@@ -178,6 +305,7 @@ class Runtime:
                 version = await self.store.active_version()
                 if self._snapshot is not None and version not in (None, self._snapshot.version):
                     await self.reload()
+                await self._refresh_identity()
             except HubError as exc:
                 log.warning("config.poll_failed", error=str(exc))
 

@@ -21,6 +21,7 @@ from uvicorn.supervisors import Multiprocess
 
 from hub.asgi import create_app, drain_all
 from hub.backends.factory import build_notifier
+from hub.cli.identity import apikeys_app, clients_app, keys_app
 from hub.config.loader import load_directory
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine
@@ -35,6 +36,9 @@ T = TypeVar("T")
 app = typer.Typer(help="The hub: integration hub and API gateway.", no_args_is_help=True)
 config_app = typer.Typer(help="Configuration documents and versions.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(clients_app, name="clients")
+app.add_typer(apikeys_app, name="apikeys")
+app.add_typer(keys_app, name="keys")
 
 
 def _settings() -> Settings:

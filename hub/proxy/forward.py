@@ -186,6 +186,8 @@ class Forwarder:
         peer: str,
         trusted_peer: bool,
         exchange: Exchange,
+        consumed: frozenset[bytes] = frozenset(),
+        internal_token: str | None = None,
     ) -> None:
         route = match.route
         method: str = scope["method"]
@@ -203,6 +205,8 @@ class Forwarder:
             scheme=scope.get("scheme", "http"),
             request_id=request_id,
             preserve_host=route.preserve_host,
+            consumed=consumed,
+            internal_token=internal_token,
         )
         if route.strip_prefix and route.prefix is not None:
             rest = path[len(match.matched) :]

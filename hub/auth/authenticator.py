@@ -1,0 +1,87 @@
+"""Authentication at the gateway: the credentials a route accepts, checked, and its scopes.
+
+Bearer JWTs go to :class:`~hub.auth.verify.TokenVerifier`, API keys (``X-API-Key``, or a bearer
+value in the ``hub_`` key format) to :class:`~hub.auth.apikeys.ApiKeyVerifier`. A route accepts
+only the methods its ``auth`` block names; a missing credential is a 401 with a challenge, a
+missing scope a 403 naming the scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hub.auth.apikeys import ApiKeyVerifier
+from hub.auth.principal import Principal
+from hub.auth.verify import TokenVerifier
+from hub.config.model import AuthSpec
+from hub.errors import InsufficientScope, InvalidToken, Unauthorized
+
+__all__ = ["CREDENTIAL_HEADERS", "Authenticator"]
+
+# Headers that carry the client's credentials: consumed by the hub, never forwarded upstream.
+CREDENTIAL_HEADERS = frozenset({b"authorization", b"x-api-key"})
+_API_KEY_PREFIX = "hub_"
+_CHALLENGE = 'Bearer realm="hub"'
+
+
+class Authenticator:
+    """Finds and verifies the credential of a request for a route's ``auth`` block."""
+
+    def __init__(self, *, tokens: TokenVerifier, api_keys: ApiKeyVerifier | None) -> None:
+        self._tokens = tokens
+        self._api_keys = api_keys
+
+    async def authenticate(
+        self, spec: AuthSpec, headers: Sequence[tuple[bytes, bytes]]
+    ) -> Principal:
+        """The caller, verified; raises 401 (no or bad credential) or 403 (missing scope)."""
+        bearer: str | None = None
+        api_key: str | None = None
+        for name, value in headers:
+            if name == b"authorization":
+                if bearer is not None:
+                    raise InvalidToken(
+                        "more than one Authorization header", headers=_invalid("ambiguous")
+                    )
+                scheme, _, credential = value.decode("latin-1").partition(" ")
+                if scheme.lower() != "bearer" or not credential.strip():
+                    raise InvalidToken(
+                        "the Authorization header must be 'Bearer <token>'",
+                        headers=_invalid("unsupported authorization scheme"),
+                    )
+                bearer = credential.strip()
+            elif name == b"x-api-key":
+                api_key = value.decode("latin-1").strip()
+        if bearer is not None and bearer.startswith(_API_KEY_PREFIX):
+            api_key, bearer = bearer, None
+        principal: Principal | None = None
+        if api_key is not None and "api_key" in spec.methods and self._api_keys is not None:
+            principal = await self._api_keys.verify(api_key)
+        elif bearer is not None and "jwt" in spec.methods:
+            principal = await self._tokens.verify(bearer)
+        if principal is None:
+            accepted = " or ".join(
+                {"jwt": "a bearer token", "api_key": "an API key"}[m] for m in spec.methods
+            )
+            raise Unauthorized(
+                f"this route needs {accepted}", headers={"WWW-Authenticate": _CHALLENGE}
+            )
+        missing = [scope for scope in spec.scopes if scope not in principal.scopes]
+        if missing:
+            needed = " ".join(spec.scopes)
+            raise InsufficientScope(
+                f"missing scope: {', '.join(missing)}",
+                headers={
+                    "WWW-Authenticate": f'{_CHALLENGE}, error="insufficient_scope", '
+                    f'scope="{needed}"'
+                },
+                extra={"missing_scopes": missing},
+            )
+        return principal
+
+
+def _invalid(description: str) -> dict[str, str]:
+    return {
+        "WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token", '
+        f'error_description="{description}"'
+    }

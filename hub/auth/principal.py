@@ -1,0 +1,75 @@
+"""Who is calling: the principal every authenticator produces, and the error each one raises."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hub.errors import InvalidToken
+
+__all__ = [
+    "ANONYMOUS",
+    "Kind",
+    "Principal",
+    "claim_scopes",
+    "claim_str",
+    "invalid_token",
+]
+
+Kind = Literal["client", "person", "api_key", "anonymous"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Principal:
+    """An authenticated caller; ``expires_at`` is when its credential stops being valid (epoch)."""
+
+    subject: str
+    kind: Kind
+    issuer: str
+    client_id: str | None = None
+    scopes: frozenset[str] = frozenset()
+    acr: str | None = None
+    establishment: str | None = None
+    token_id: str | None = None
+    expires_at: float | None = None
+
+
+ANONYMOUS = Principal(subject="anonymous", kind="anonymous", issuer="")
+
+
+def invalid_token(description: str) -> InvalidToken:
+    """A 401 ``invalid_token`` with its RFC 6750 challenge; ``description`` names no token data."""
+    return InvalidToken(
+        description,
+        headers={
+            "WWW-Authenticate": (
+                f'Bearer realm="hub", error="invalid_token", error_description="{description}"'
+            )
+        },
+    )
+
+
+def claim_str(claims: Mapping[str, Any], name: str) -> str | None:
+    """The string claim ``name``, ``None`` when absent; any other type is a malformed token."""
+    value = claims.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    raise invalid_token(f"malformed claim: {name}")
+
+
+def claim_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
+    """Scopes from ``scope`` (space-separated, RFC 9068) or, failing that, ``scp`` (a list)."""
+    scope = claims.get("scope")
+    if scope is not None:
+        if not isinstance(scope, str):
+            raise invalid_token("malformed claim: scope")
+        return frozenset(scope.split())
+    scp = claims.get("scp")
+    if scp is None:
+        return frozenset()
+    if isinstance(scp, str):
+        return frozenset(scp.split())
+    if isinstance(scp, list) and all(isinstance(item, str) for item in scp):
+        return frozenset(scp)
+    raise invalid_token("malformed claim: scp")

@@ -1,0 +1,191 @@
+"""``hub clients``, ``hub apikeys``, ``hub keys``: vendor platforms' credentials, signing keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import typer
+
+from hub.db.engine import create_engine
+from hub.db.identity_store import ApiKeyStore, AsyncEngine, ClientStore, KeyStore
+from hub.errors import ConfigError, HubError
+from hub.identity.keys import rotate_keys
+from hub.settings import Settings
+
+__all__ = ["apikeys_app", "clients_app", "keys_app"]
+
+T = TypeVar("T")
+
+clients_app = typer.Typer(help="OAuth clients of vendor platforms.", no_args_is_help=True)
+apikeys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
+keys_app = typer.Typer(help="The hub's token signing keys.", no_args_is_help=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"error: {issue}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
+    """Run one database action; hub errors become one line on stderr and exit 1."""
+    settings = _settings()
+
+    async def run() -> T:
+        engine = create_engine(settings.database_url)
+        try:
+            return await action(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except HubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _scopes(text: str) -> list[str]:
+    return [s for s in (part.strip() for part in text.replace(" ", ",").split(",")) if s]
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option(help="What the client is")],
+    owner: Annotated[str, typer.Option(help="The vendor organisation that owns it")],
+    scopes: Annotated[str, typer.Option(help="Scopes it may request, comma-separated")],
+    auth_method: Annotated[
+        str, typer.Option(help="client_secret_basic or private_key_jwt")
+    ] = "client_secret_basic",
+    jwks: Annotated[
+        Path | None, typer.Option(help="Public JWKS file (for private_key_jwt)")
+    ] = None,
+) -> None:
+    """Register a client; its secret is printed once and stored only as a hash."""
+    if auth_method not in ("client_secret_basic", "private_key_jwt"):
+        typer.echo("error: --auth-method is client_secret_basic or private_key_jwt", err=True)
+        raise typer.Exit(2)
+    method: Literal["client_secret_basic", "private_key_jwt"] = (
+        "private_key_jwt" if auth_method == "private_key_jwt" else "client_secret_basic"
+    )
+    key_set: dict[str, Any] | None = None
+    if method == "private_key_jwt":
+        if jwks is None:
+            typer.echo(
+                "error: private_key_jwt needs --jwks with the client's public keys", err=True
+            )
+            raise typer.Exit(2)
+        key_set = json.loads(jwks.read_text(encoding="utf-8"))
+    client, secret = _run(
+        lambda engine: ClientStore(engine).create(
+            name=name, owner=owner, auth_method=method, scopes=_scopes(scopes), jwks=key_set
+        )
+    )
+    typer.echo(f"client_id:     {client.client_id}")
+    if secret is not None:
+        typer.echo(f"client_secret: {secret}")
+        typer.echo("The secret is shown only now; the hub keeps a hash of it.")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """List clients (never their secrets)."""
+    for client in _run(lambda engine: ClientStore(engine).list()):
+        state = "disabled" if client.disabled_at else "active"
+        typer.echo(
+            f"{client.client_id}  {state:<8} {client.auth_method:<19} {client.owner:<16} "
+            f"{client.name}  [{' '.join(client.scopes)}]"
+        )
+
+
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(client_id: str) -> None:
+    """Give a client a new secret (printed once); the old one stops working."""
+    secret = _run(lambda engine: ClientStore(engine).rotate_secret(client_id))
+    typer.echo(f"client_secret: {secret}")
+
+
+@clients_app.command("disable")
+def clients_disable(client_id: str) -> None:
+    """Disable a client: it can no longer get tokens."""
+    _run(lambda engine: ClientStore(engine).disable(client_id))
+    typer.echo(f"client {client_id} is disabled")
+
+
+@apikeys_app.command("create")
+def apikeys_create(
+    name: Annotated[str, typer.Option(help="What the key is for")],
+    scopes: Annotated[str, typer.Option(help="Scopes, comma-separated")],
+    client: Annotated[str | None, typer.Option(help="The client it belongs to")] = None,
+    expires_days: Annotated[int | None, typer.Option(help="Expire after N days")] = None,
+) -> None:
+    """Create an API key; the key is printed once and stored only as a hash."""
+    expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
+    record, plaintext = _run(
+        lambda engine: ApiKeyStore(engine).create(
+            name=name, scopes=_scopes(scopes), client_id=client, expires_at=expires
+        )
+    )
+    typer.echo(f"id:      {record.id}")
+    typer.echo(f"api_key: {plaintext}")
+    typer.echo("The key is shown only now; the hub keeps a hash of it.")
+
+
+@apikeys_app.command("list")
+def apikeys_list() -> None:
+    """List API keys by id and prefix (never the keys)."""
+    for record in _run(lambda engine: ApiKeyStore(engine).list()):
+        state = "revoked" if record.revoked_at else "active"
+        typer.echo(
+            f"{record.id}  hub_{record.prefix}_…  {state:<7} {record.name}  "
+            f"[{' '.join(record.scopes)}]"
+        )
+
+
+@apikeys_app.command("revoke")
+def apikeys_revoke(key_id: str) -> None:
+    """Revoke an API key (hubs stop accepting it within their key cache time)."""
+    _run(lambda engine: ApiKeyStore(engine).revoke(key_id))
+    typer.echo(f"API key {key_id} is revoked")
+
+
+@apikeys_app.command("rotate")
+def apikeys_rotate(key_id: str) -> None:
+    """Replace an API key's secret (printed once); the old key stops working."""
+    _record, plaintext = _run(lambda engine: ApiKeyStore(engine).rotate(key_id))
+    typer.echo(f"api_key: {plaintext}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    use: Annotated[str, typer.Option(help="access (RS256) or internal (EdDSA)")] = "access",
+) -> None:
+    """Create the next signing key: published now, signing after HUB_KEY_PUBLISH_SECONDS."""
+    if use not in ("access", "internal"):
+        typer.echo("error: --use is access or internal", err=True)
+        raise typer.Exit(2)
+    settings = _settings()
+    key_use: Literal["access", "internal"] = "internal" if use == "internal" else "access"
+    key = _run(lambda engine: rotate_keys(engine, settings, key_use))
+    typer.echo(
+        f"new {use} key {key.kid} ({key.alg}) signs from {key.activates_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List signing keys with their activation and retirement times."""
+    for key in _run(lambda engine: KeyStore(engine).list()):
+        retired = f"retired {key.retired_at:%Y-%m-%d %H:%M:%S}" if key.retired_at else "current"
+        typer.echo(
+            f"{key.kid}  {key.use:<8} {key.alg:<5} activates {key.activates_at:%Y-%m-%d %H:%M:%S}"
+            f"  {retired}"
+        )
