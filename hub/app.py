@@ -27,6 +27,7 @@ from hub.catalog import catalog_entry, openapi_document
 from hub.config.loader import document_from_raw
 from hub.db.config_store import StoredVersion
 from hub.errors import NotFound, ServiceUnavailable, Unauthorized
+from hub.identity.endpoints import identity_router
 from hub.ops.metrics import CONTENT_TYPE
 from hub.problems import problem_details_plugin
 from hub.runtime import Runtime
@@ -252,15 +253,26 @@ def build_litestar(runtime: Runtime) -> Litestar:
     """The Litestar app for the hub's own endpoints; its lifespan starts and stops the runtime."""
 
     @asynccontextmanager
-    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await runtime.start()
+        # What the OAuth endpoints read (hub.identity.endpoints).
+        app.state.settings = runtime.settings
+        app.state.keyring = runtime.keyring
+        app.state.identity = runtime.identity
         try:
             yield
         finally:
             await runtime.aclose()
 
     app = Litestar(
-        route_handlers=[healthz, readyz, metrics, CatalogController, AdminConfigController],
+        route_handlers=[
+            healthz,
+            readyz,
+            metrics,
+            CatalogController,
+            AdminConfigController,
+            identity_router(),
+        ],
         plugins=[problem_details_plugin()],
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="The hub", version=__version__, path="/schema"),

@@ -17,6 +17,7 @@ from hub.config.loader import (
     load_directory,
 )
 from hub.config.model import (
+    AuthSpec,
     BreakerSpec,
     HealthCheckSpec,
     ProductSpec,
@@ -69,17 +70,20 @@ def test_demo_policies_load_cleanly() -> None:
     assert echo.health_check.path == "/healthz"
     assert echo.health_check.interval == 2.0
 
-    items, api = document.routes
+    items, secure, api = document.routes
     assert (items.id, items.path, items.methods) == (
         "echo-items",
         "/api/echo/v1/items/{id}",
         ("GET",),
     )
     assert (api.id, api.prefix, api.strip_prefix) == ("echo-api", "/api/echo/v1/", False)
+    assert (secure.id, secure.prefix) == ("echo-secure", "/api/echo/v1/secure/")
+    assert secure.auth == AuthSpec(methods=("jwt", "api_key"), scopes=("echo.read",))
     assert {(r.product, r.version, r.upstream) for r in document.routes} == {("echo", 1, "echo")}
     assert [(r.order, r.source) for r in document.routes] == [
         (0, "policies/routes.yaml"),
         (1, "policies/routes.yaml"),
+        (2, "policies/routes.yaml"),
     ]
 
     assert document.products == (

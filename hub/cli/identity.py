@@ -17,7 +17,7 @@ from hub.errors import ConfigError, HubError
 from hub.identity.keys import rotate_keys
 from hub.settings import Settings
 
-__all__ = ["apikeys_app", "clients_app", "keys_app"]
+__all__ = ["apikeys_app", "clients_app", "ensure_demo_credentials", "keys_app"]
 
 T = TypeVar("T")
 
@@ -189,3 +189,35 @@ def keys_list() -> None:
             f"{key.kid}  {key.use:<8} {key.alg:<5} activates {key.activates_at:%Y-%m-%d %H:%M:%S}"
             f"  {retired}"
         )
+
+
+async def ensure_demo_credentials(settings: Settings) -> dict[str, str]:
+    """The demo vendor's client and API key, created once and kept in the data folder.
+
+    For ``hub dev`` only: the secrets are written to ``demo-credentials.json`` (mode 0600) under
+    HUB_DATA_DIR so that the demo can print them on every start.
+    """
+    path = settings.data_dir / "demo-credentials.json"
+    engine = create_engine(settings.database_url)
+    try:
+        clients = ClientStore(engine)
+        if path.is_file():
+            saved: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+            if await clients.get(saved.get("client_id", "")) is not None:
+                return saved
+        client, secret = await clients.create(
+            name="Demo vendor platform",
+            owner="demo-vendor",
+            auth_method="client_secret_basic",
+            scopes=["echo.read"],
+        )
+        _record, api_key = await ApiKeyStore(engine).create(
+            name="demo key", scopes=["echo.read"], client_id=client.client_id
+        )
+    finally:
+        await engine.dispose()
+    credentials = {"client_id": client.client_id, "client_secret": secret or "", "api_key": api_key}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(json.dumps(credentials, indent=2), encoding="utf-8")
+    return credentials

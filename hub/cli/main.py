@@ -21,7 +21,7 @@ from uvicorn.supervisors import Multiprocess
 
 from hub.asgi import create_app, drain_all
 from hub.backends.factory import build_notifier
-from hub.cli.identity import apikeys_app, clients_app, keys_app
+from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
 from hub.config.loader import load_directory
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine
@@ -274,6 +274,7 @@ def dev(
     """Run the whole demo system on embedded defaults: echo upstreams and the hub."""
     settings = _settings()
     asyncio.run(migrate(settings.database_url))
+    demo = asyncio.run(ensure_demo_credentials(settings))
     children: list[subprocess.Popen[bytes]] = []
     for index, port in enumerate(p.strip() for p in echo_ports.split(",") if p.strip()):
         children.append(
@@ -313,6 +314,16 @@ def dev(
                         if settings.admin_token_sha256
                         else ""
                     ),
+                    "",
+                    "Demo vendor platform (echo.read scope; kept in "
+                    f"{settings.data_dir.name}/demo-credentials.json):",
+                    f"  client_id      {demo['client_id']}",
+                    f"  client_secret  {demo['client_secret']}",
+                    f"  api_key        {demo['api_key']}",
+                    "  token          curl -u $CLIENT_ID:$CLIENT_SECRET"
+                    f" -d grant_type=client_credentials {base}/oauth2/token",
+                    f"  protected      {base}/api/echo/v1/secure/x  (Bearer token or X-API-Key)",
+                    "",
                     "Press Ctrl-C to stop.",
                     "",
                 ]

@@ -1,0 +1,236 @@
+"""The hub's OAuth 2.0 / OpenID Connect endpoints for vendor platforms, as a Litestar router.
+
+``GET /.well-known/openid-configuration`` and ``GET /.well-known/jwks.json`` publish what a
+client or relying party needs; ``POST /oauth2/token``, ``/oauth2/introspect`` and
+``/oauth2/revoke`` hand a checked form to :class:`~hub.identity.oauth.HubAuthorizationServer`.
+
+The handlers take their collaborators from ``request.app.state``:
+
+- ``settings``: :class:`~hub.settings.Settings` (``issuer``, ``audience``, token lifetimes);
+- ``keyring``: :class:`~hub.identity.keys.KeyRing`, loaded;
+- ``identity``: an object with ``clients`` (ClientStore), ``ledger`` (AssertionLedger) and
+  ``revocations`` (RevocationStore).
+
+The authorization server built from them is kept in ``app.state.identity_oauth_server`` and
+rebuilt if any of the three is replaced.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from urllib.parse import parse_qsl
+
+from litestar import Request, Response, Router, get, post
+from litestar.datastructures import State
+from litestar.enums import MediaType
+
+from hub.errors import ServiceUnavailable
+from hub.identity.client_auth import ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS
+from hub.identity.keys import KeyRing
+from hub.identity.oauth import (
+    GRANT_TYPES,
+    INTROSPECTION_PATH,
+    REVOCATION_PATH,
+    TOKEN_PATH,
+    FormRequest,
+    HubAuthorizationServer,
+    IdentityStores,
+    oauth_error_response,
+)
+from hub.identity.tokens import ACCESS_TOKEN_ALGORITHM, TokenIssuer
+from hub.problems import REQUEST_ID_STATE_KEY
+from hub.settings import Settings
+
+__all__ = [
+    "DISCOVERY_PATH",
+    "JWKS_PATH",
+    "MAX_FORM_BYTES",
+    "discovery_document",
+    "identity_router",
+]
+
+DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
+JWKS_PATH: Final = "/.well-known/jwks.json"
+#: Far above any legitimate token request (a client assertion is a few kilobytes).
+MAX_FORM_BYTES: Final = 64 * 1024
+_MAX_FORM_FIELDS: Final = 32
+_FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
+# Relying parties may cache both documents briefly; keys are published well before they sign.
+_PUBLIC_CACHE: Final = {"Cache-Control": "public, max-age=60"}
+_SERVER_STATE_KEY: Final = "identity_oauth_server"
+
+
+class _Malformed(Exception):
+    """The body is not a form the OAuth endpoints accept."""
+
+
+def discovery_document(
+    settings: Settings, *, scopes_supported: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The OpenID Provider / RFC 8414 metadata of the hub."""
+    issuer = settings.issuer
+    auth_methods = list(CLIENT_AUTH_METHODS)
+    signing_algs = list(ASSERTION_ALGORITHMS)
+    return {
+        "issuer": issuer,
+        "jwks_uri": issuer + JWKS_PATH,
+        "token_endpoint": issuer + TOKEN_PATH,
+        "introspection_endpoint": issuer + INTROSPECTION_PATH,
+        "revocation_endpoint": issuer + REVOCATION_PATH,
+        "grant_types_supported": list(GRANT_TYPES),
+        "response_types_supported": [],
+        "scopes_supported": list(scopes_supported),
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "id_token_signing_alg_values_supported": [ACCESS_TOKEN_ALGORITHM],
+        "subject_types_supported": ["public"],
+    }
+
+
+def _state(request: Request[Any, Any, Any], name: str) -> Any:
+    value = request.app.state.get(name)
+    if value is None:
+        raise ServiceUnavailable(f"the identity endpoints are not ready: no app.state.{name}")
+    return value
+
+
+def _server(request: Request[Any, Any, Any]) -> HubAuthorizationServer:
+    settings: Settings = _state(request, "settings")
+    keyring: KeyRing = _state(request, "keyring")
+    identity: IdentityStores = _state(request, "identity")
+    state: State = request.app.state
+    server = state.get(_SERVER_STATE_KEY)
+    if (
+        isinstance(server, HubAuthorizationServer)
+        and server.settings is settings
+        and server.stores is identity
+        and server.tokens.keyring is keyring
+    ):
+        return server
+    # Two first requests racing build two equivalent servers; either one serves.
+    server = HubAuthorizationServer(
+        settings=settings, stores=identity, tokens=TokenIssuer(keyring, settings)
+    )
+    state[_SERVER_STATE_KEY] = server
+    return server
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    value = request.scope.get("state", {}).get(REQUEST_ID_STATE_KEY)
+    return value if isinstance(value, str) else None
+
+
+def _printable(text: str) -> bool:
+    # RFC 6749 Appendix A: every parameter the hub reads is (printable ASCII) VSCHAR.
+    return all(0x20 <= ord(c) <= 0x7E for c in text)
+
+
+async def _read_body(request: Request[Any, Any, Any]) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise _Malformed(f"the request body exceeds {MAX_FORM_BYTES} bytes")
+    return bytes(body)
+
+
+async def _read_form(request: Request[Any, Any, Any]) -> FormRequest:
+    media_type, options = request.content_type
+    if media_type.lower() != _FORM_MEDIA_TYPE:
+        raise _Malformed(f"the body must be {_FORM_MEDIA_TYPE}")
+    if options.get("charset", "utf-8").lower() != "utf-8":
+        raise _Malformed("the form must be encoded in UTF-8")
+    authorizations = request.headers.getall("authorization", [])
+    if len(authorizations) > 1:
+        raise _Malformed("more than one Authorization header")
+    body = await _read_body(request)
+    try:
+        pairs = parse_qsl(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            encoding="utf-8",
+            errors="strict",
+            max_num_fields=_MAX_FORM_FIELDS,
+        )
+    except ValueError:  # UnicodeDecodeError included
+        raise _Malformed("the body is not a well-formed form") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if not _printable(name) or not _printable(value):
+            raise _Malformed("form parameters must be printable ASCII")
+        if name in form:
+            # RFC 6749 §3.2: parameters MUST NOT be included more than once.
+            raise _Malformed(f"parameter {name[:40]!r} is repeated")
+        form[name] = value
+    return FormRequest(
+        uri=_state(request, "settings").issuer + request.url.path,
+        form=form,
+        authorization=authorizations[0] if authorizations else None,
+        request_id=_request_id(request),
+    )
+
+
+async def _form_or_error(
+    request: Request[Any, Any, Any],
+) -> FormRequest | Response[dict[str, Any]]:
+    try:
+        return await _read_form(request)
+    except _Malformed as exc:
+        return oauth_error_response("invalid_request", str(exc), request_id=_request_id(request))
+
+
+@get(DISCOVERY_PATH, sync_to_thread=False, tags=["identity"])
+def openid_configuration(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """OpenID Provider metadata (also valid RFC 8414 authorization server metadata)."""
+    document = discovery_document(_state(request, "settings"))
+    return Response(document, headers=_PUBLIC_CACHE, media_type=MediaType.JSON)
+
+
+@get(JWKS_PATH, sync_to_thread=False, tags=["identity"])
+def jwks(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    """The public keys that verify the hub's tokens: about to sign, signing, or recently retired."""
+    keyring: KeyRing = _state(request, "keyring")
+    return Response(keyring.jwks(), headers=_PUBLIC_CACHE, media_type=MediaType.JSON)
+
+
+@post(TOKEN_PATH, status_code=200, tags=["identity"])
+async def token(request: Request[Any, Any, Any]) -> Response[Any]:
+    """The token endpoint: ``grant_type=client_credentials`` (RFC 6749 §4.4)."""
+    server = _server(request)
+    form = await _form_or_error(request)
+    if isinstance(form, Response):
+        return form
+    if not form.form.get("grant_type"):
+        return oauth_error_response(
+            "invalid_request", "the grant_type parameter is required", request_id=form.request_id
+        )
+    return await server.token_response(form)
+
+
+@post(INTROSPECTION_PATH, status_code=200, tags=["identity"])
+async def introspect(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Token introspection (RFC 7662), for an authenticated client."""
+    server = _server(request)
+    form = await _form_or_error(request)
+    if isinstance(form, Response):
+        return form
+    return await server.introspection_response(form)
+
+
+@post(REVOCATION_PATH, status_code=200, tags=["identity"])
+async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Token revocation (RFC 7009): a client revokes one of its own tokens."""
+    server = _server(request)
+    form = await _form_or_error(request)
+    if isinstance(form, Response):
+        return form
+    return await server.revocation_response(form)
+
+
+def identity_router() -> Router:
+    """The identity endpoints, mounted at the root of the hub's Litestar app."""
+    return Router(path="/", route_handlers=[openid_configuration, jwks, token, introspect, revoke])
