@@ -24,6 +24,8 @@ with warnings.catch_warnings():
 
 from hub.auth.internal import InternalTokenVerifier
 from hub.auth.jwks import load_jwks
+from tests.fixtures_db import create_temp_postgres_database
+from tests.helpers import LoopThread
 from tests.hubproc import ROOT, HubProcess, hub_env, run_hub, write_policies
 from tests.upstreams import UpstreamServer
 
@@ -44,8 +46,31 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("identity-e2e")
 
 
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)],
+)
+def backends(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """HUB_* variables of the back-end set: none (embedded), or PostgreSQL, Redis, RabbitMQ."""
+    if request.param == "embedded":
+        yield {}
+        return
+    loop = LoopThread()
+    database = create_temp_postgres_database()
+    url = loop.run(database.__aenter__())
+    try:
+        yield {
+            "HUB_DATABASE_URL": url,
+            "HUB_REDIS_URL": "redis://127.0.0.1:6379/15",
+            "HUB_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
+        }
+    finally:
+        loop.run(database.__aexit__(None, None, None))
+        loop.close()
+
+
 @pytest.fixture(scope="module")
-def hub(tmp: Path, upstream: UpstreamServer) -> Iterator[HubProcess]:
+def hub(tmp: Path, upstream: UpstreamServer, backends: dict[str, str]) -> Iterator[HubProcess]:
     def route(name: str, **extra: Any) -> dict[str, Any]:
         base = {"id": name, "prefix": f"/api/{name}/", "upstream": "svc", "strip_prefix": True}
         return {**base, **extra}
@@ -59,13 +84,13 @@ def hub(tmp: Path, upstream: UpstreamServer) -> Iterator[HubProcess]:
             route("open"),
         ],
     )
-    with run_hub(tmp, policies, env={"HUB_ACCESS_LOG": "false"}) as process:
+    with run_hub(tmp, policies, env={"HUB_ACCESS_LOG": "false", **backends}) as process:
         yield process
 
 
-def hub_command(tmp: Path, hub: HubProcess, *args: str) -> dict[str, str]:
+def hub_command(tmp: Path, hub: HubProcess, backends: dict[str, str], *args: str) -> dict[str, str]:
     """Run ``hub ARGS`` against the hub's database; the ``name: value`` lines of its output."""
-    env = hub_env(tmp, tmp / "policies", hub.port)
+    env = hub_env(tmp, tmp / "policies", hub.port, extra=backends)
     done = subprocess.run(
         [sys.executable, "-m", "hub", *args],
         env=env,
@@ -84,11 +109,9 @@ def hub_command(tmp: Path, hub: HubProcess, *args: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def vendor(tmp: Path, hub: HubProcess) -> dict[str, str]:
-    return hub_command(
-        tmp, hub, "clients", "create", "--name", "HR suite", "--owner", "acme", "--scopes",
-        "svc.read",
-    )  # fmt: skip
+def vendor(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> dict[str, str]:
+    arguments = ["create", "--name", "HR suite", "--owner", "acme", "--scopes", "svc.read"]
+    return hub_command(tmp, hub, backends, "clients", *arguments)
 
 
 def fetch_token(hub: HubProcess, vendor: dict[str, str], **extra: str) -> dict[str, Any]:
@@ -212,8 +235,12 @@ def test_a_revoked_token_is_refused_at_once(hub: HubProcess, vendor: dict[str, s
     assert response.json()["detail"] == "token revoked"
 
 
-def test_an_api_key_opens_a_route_that_accepts_keys(tmp: Path, hub: HubProcess) -> None:
-    created = hub_command(tmp, hub, "apikeys", "create", "--name", "batch", "--scopes", "svc.read")
+def test_an_api_key_opens_a_route_that_accepts_keys(
+    tmp: Path, hub: HubProcess, backends: dict[str, str]
+) -> None:
+    created = hub_command(
+        tmp, hub, backends, "apikeys", "create", "--name", "batch", "--scopes", "svc.read"
+    )
     key = created["api_key"]
     assert key.startswith("hub_")
 
