@@ -14,6 +14,7 @@ from urllib.parse import quote
 import structlog
 
 from hub.auth.authenticator import CREDENTIAL_HEADERS
+from hub.config.model import RateLimitSpec
 from hub.errors import (
     BackendUnavailable,
     HeadersTooLarge,
@@ -61,6 +62,16 @@ def _host(headers: list[tuple[bytes, bytes]]) -> str:
         return host.partition("]")[0] + "]"
     # "api.example.gov." is the same name as "api.example.gov" (DNS root dot).
     return host.partition(":")[0].rstrip(".")
+
+
+def _limit_subject(spec: RateLimitSpec | None, address: str, consumer: str | None) -> str:
+    """Whose allowance a request spends: the route's, the consumer's, or the client address's."""
+    kind = spec.key if spec is not None else "ip"
+    if kind == "route":
+        return "*"
+    if kind == "consumer" and consumer is not None:
+        return "c:" + consumer
+    return "ip:" + address  # anonymous callers of a per-consumer limit are limited by address
 
 
 def _ratelimit_headers(decision: Decision, limit_period: float) -> list[tuple[str, str]]:
@@ -143,8 +154,7 @@ class Gateway:
             limit = snapshot.limits.get(route_id)
             extra_headers: list[tuple[str, str]] = []
             if limit is not None and self.runtime.limiter is not None:
-                per_ip = route.rate_limit is not None and route.rate_limit.key == "ip"
-                key = f"{route_id}:{address if per_ip else '*'}"
+                key = f"{route_id}:{_limit_subject(route.rate_limit, address, consumer)}"
                 try:
                     decision = await self.runtime.limiter.hit(key, limit)
                 except BackendUnavailable:

@@ -82,6 +82,11 @@ def hub(tmp: Path, upstream: UpstreamServer, backends: dict[str, str]) -> Iterat
             route("read", auth={"methods": ["jwt", "api_key"], "scopes": ["svc.read"]}),
             route("write", auth={"methods": ["jwt"], "scopes": ["svc.read", "svc.write"]}),
             route("open"),
+            route(
+                "limited",
+                auth={"methods": ["jwt", "api_key"], "scopes": ["svc.read"]},
+                rate_limit={"rate": 1, "period": 60, "burst": 1, "key": "consumer"},
+            ),
         ],
     )
     with run_hub(tmp, policies, env={"HUB_ACCESS_LOG": "false", **backends}) as process:
@@ -278,3 +283,20 @@ def test_discovery_names_the_endpoints(hub: HubProcess) -> None:
         "client_secret_basic",
         "private_key_jwt",
     }
+
+
+def test_a_consumer_limit_counts_each_consumer_apart(
+    tmp: Path, hub: HubProcess, backends: dict[str, str], vendor: dict[str, str]
+) -> None:
+    token = fetch_token(hub, vendor)["access_token"]
+    key = hub_command(
+        tmp, hub, backends, "apikeys", "create", "--name", "other", "--scopes", "svc.read"
+    )["api_key"]
+
+    def statuses(headers: dict[str, str]) -> list[int]:
+        url = f"{hub.url}/api/limited/echo"
+        return [httpx.get(url, headers=headers, timeout=TIMEOUT).status_code for _ in range(3)]
+
+    # burst 1: two at once, then the third waits a minute; from one address, two consumers.
+    assert statuses({"Authorization": f"Bearer {token}"}) == [200, 200, 429]
+    assert statuses({"X-API-Key": key}) == [200, 200, 429]

@@ -92,12 +92,12 @@ class RetrySpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RateLimitSpec:
-    """GCRA limit: ``rate`` requests per ``period`` seconds plus ``burst``, per IP or route."""
+    """GCRA limit: ``rate`` per ``period`` seconds plus ``burst``, per IP, consumer or route."""
 
     rate: int
     period: float = 1.0
     burst: int = 0
-    key: Literal["ip", "route"] = "ip"
+    key: Literal["ip", "route", "consumer"] = "ip"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
