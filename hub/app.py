@@ -6,8 +6,6 @@ to the data plane (:mod:`hub.gateway`) before Litestar sees it.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,18 +13,18 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from litestar import Controller, Litestar, Request, Response, get, post
-from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
-from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVICE_UNAVAILABLE
 
 from hub import __version__
+from hub.admin.credentials import AdminCredentialsController
+from hub.admin.guard import admin_guard
 from hub.catalog import catalog_entry, openapi_document
 from hub.config.loader import document_from_raw
 from hub.db.config_store import StoredVersion
-from hub.errors import NotFound, ServiceUnavailable, Unauthorized
+from hub.errors import NotFound, ServiceUnavailable
 from hub.identity.endpoints import identity_router
 from hub.ops.metrics import CONTENT_TYPE
 from hub.problems import problem_details_plugin
@@ -101,22 +99,6 @@ def _detail(stored: StoredVersion) -> VersionDetail:
     return VersionDetail(**{f: getattr(stored, f) for f in VersionDetail.__dataclass_fields__})
 
 
-def _admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Bearer admin token until identity lands: compared by digest, in constant time."""
-    runtime: Runtime = connection.app.state.runtime
-    expected = runtime.settings.admin_token_sha256
-    challenge = {"WWW-Authenticate": 'Bearer realm="hub-admin"'}
-    if expected is None:
-        raise Unauthorized("the admin API is disabled: set HUB_ADMIN_TOKEN", headers=challenge)
-    del handler
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("an admin bearer token is required", headers=challenge)
-    digest = hashlib.sha256(token.strip().encode()).hexdigest()
-    if not hmac.compare_digest(digest, expected):
-        raise Unauthorized("the admin token is not valid", headers=challenge)
-
-
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -126,7 +108,7 @@ class AdminConfigController(Controller):
     """Configuration versions: list, read, validate, publish, roll back."""
 
     path = "/admin/api/config"
-    guards = [_admin_guard]
+    guards = [admin_guard]
     tags = ["admin"]
     dependencies = {"runtime": Provide(_runtime, sync_to_thread=False)}
 
@@ -271,6 +253,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
             metrics,
             CatalogController,
             AdminConfigController,
+            AdminCredentialsController,
             identity_router(),
         ],
         plugins=[problem_details_plugin()],

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import gc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from hub.config.snapshot import Snapshot, compile_snapshot
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine, ping
 from hub.db.identity_store import (
+    ApiKeyRecord,
     ApiKeyStore,
     AssertionLedger,
     ClientStore,
@@ -176,11 +177,23 @@ class Runtime:
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False)
         self._jwks = JwksCache(self._http)
         self._api_keys = ApiKeyVerifier(
-            self.identity.api_keys.by_prefix, cache_seconds=10, issuer=settings.issuer
+            self._api_key_record, cache_seconds=10, issuer=settings.issuer
         )
         self._signer = InternalTokenSigner(
             self._internal_key, issuer=settings.issuer, lifetime=settings.internal_token_seconds
         )
+
+    async def _api_key_record(self, prefix: str) -> ApiKeyRecord | None:
+        """An API key's record; a key of a disabled client reads as revoked when it was."""
+        assert self.identity is not None
+        record = await self.identity.api_keys.by_prefix(prefix)
+        if record is None or record.client_id is None or record.revoked_at is not None:
+            return record
+        client = await self.identity.clients.get(record.client_id)
+        if client is None or client.disabled_at is not None:
+            revoked = client.disabled_at if client is not None else record.created_at
+            return replace(record, revoked_at=revoked)
+        return record
 
     def _internal_key(self) -> tuple[str, Any]:
         assert self.keyring is not None
@@ -218,6 +231,11 @@ class Runtime:
         """The verified caller of a route with an ``auth`` block (401/403 otherwise)."""
         assert self._authenticator is not None
         return await self._authenticator.authenticate(spec, headers)
+
+    def forget_api_key(self, prefix: str) -> None:
+        """Drop this replica's cached verification of an API key (it was revoked or rotated)."""
+        if self._api_keys is not None:
+            self._api_keys.invalidate(prefix)
 
     def internal_token(self, principal: Principal, audience: str) -> str:
         """The principal as a short-lived token signed by the hub, for one upstream."""
