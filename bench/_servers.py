@@ -7,6 +7,7 @@ starts what it needs on the right cores, waits until it answers, and returns a :
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ __all__ = [
     "fetch",
     "free_port",
     "hub",
+    "hub_full",
     "litestar",
     "measured_versions",
     "nginx_proxy",
@@ -45,6 +48,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PATH = "/bench/json"  # what wrk asks for; every server answers it with the same 206 bytes
+BENCH_SCOPE = "bench.read"  # what the hub-full route requires of the bearer token
 
 
 class ScenarioError(Exception):
@@ -97,17 +101,29 @@ def free_port() -> int:
         return port
 
 
-def fetch(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    """GET ``url``: status and body, HTTP errors included (no exception for 4xx/5xx)."""
+def fetch(
+    url: str,
+    timeout: float = 2.0,
+    *,
+    headers: Mapping[str, str] | None = None,
+    data: bytes | None = None,
+) -> tuple[int, bytes]:
+    """GET (POST with ``data``) ``url``: status and body, HTTP errors included (no exception)."""
+    request = urllib.request.Request(url, data=data, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return int(exc.code), bytes(exc.read())
 
 
 def wait_ready(
-    server: Server, url: str, *, timeout: float, expect: bytes | None = None
+    server: Server,
+    url: str,
+    *,
+    timeout: float,
+    expect: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """Poll ``url`` until it answers 200 (and ``expect`` when given); raise with the log if not."""
     deadline = time.monotonic() + timeout
@@ -118,7 +134,7 @@ def wait_ready(
                 f"{server.name} exited with status {server.proc.returncode}:\n{server.log_tail()}"
             )
         try:
-            status, body = fetch(url, timeout=1.0)
+            status, body = fetch(url, timeout=1.0, headers=headers)
         except (OSError, urllib.error.URLError) as exc:
             last = f"{type(exc).__name__}: {exc}"
         else:
@@ -249,21 +265,15 @@ def _hub_unavailable(hub: Path) -> str | None:
     return None
 
 
-def hub(
+def _start_hub(
     opts: Options,
     servers: Servers,
     *,
     route_extra: Mapping[str, Any] | None = None,
     sections: Mapping[str, Any] | None = None,
     env_extra: Mapping[str, str] | None = None,
-    headers: Sequence[str] = (),
-) -> Target:
-    """The hub (``hub serve``, embedded back-ends) with one prefix route to the upstream.
-
-    ``route_extra`` is merged into the route, ``sections`` adds policy sections (permissions,
-    plans, consumers), ``env_extra`` adds HUB_* settings and ``headers`` go on every request:
-    the hooks the hub-full scenarios need.
-    """
+) -> tuple[Server, Server, str, dict[str, str]]:
+    """Start ``hub serve`` with one prefix route to the upstream: hub, upstream, URL, env."""
     cli = opts.venv_bin / "hub"
     reason = _hub_unavailable(cli)
     if reason:
@@ -300,8 +310,98 @@ def hub(
     server = servers.start("hub", [str(cli), "serve"], cpu=opts.server_cpu, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     wait_ready(server, f"{base}/healthz", timeout=60)
+    return server, upstream, base, env
+
+
+def hub(
+    opts: Options,
+    servers: Servers,
+    *,
+    route_extra: Mapping[str, Any] | None = None,
+    sections: Mapping[str, Any] | None = None,
+    env_extra: Mapping[str, str] | None = None,
+    headers: Sequence[str] = (),
+) -> Target:
+    """The hub (``hub serve``, embedded back-ends) with one prefix route to the upstream.
+
+    ``route_extra`` is merged into the route, ``sections`` adds policy sections (permissions,
+    plans, consumers), ``env_extra`` adds HUB_* settings and ``headers`` go on every request.
+    """
+    server, upstream, base, _env = _start_hub(
+        opts, servers, route_extra=route_extra, sections=sections, env_extra=env_extra
+    )
     wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY)
     return Target(url=f"{base}{PATH}", server=(server,), load=(upstream,), headers=tuple(headers))
+
+
+def _register_client(opts: Options, env: Mapping[str, str]) -> tuple[str, str]:
+    """``hub clients create`` against the running hub's database: client id and secret."""
+    argv = [str(opts.venv_bin / "hub"), "clients", "create", "--name", "bench"]
+    argv += ["--owner", "bench", "--scopes", BENCH_SCOPE]
+    done = subprocess.run(
+        argv, env=dict(env), cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise ScenarioError(f"`hub clients create` exited {done.returncode}:\n{done.stderr}")
+    fields = {}
+    for line in done.stdout.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and value.strip():
+            fields[name.strip()] = value.strip()
+    if "client_id" not in fields or "client_secret" not in fields:
+        raise ScenarioError("`hub clients create` printed no client_id and client_secret")
+    return fields["client_id"], fields["client_secret"]
+
+
+def _client_credentials_token(base: str, client_id: str, secret: str) -> str:
+    """An access token from the hub's token endpoint (client_secret_basic)."""
+    basic = base64.b64encode(
+        f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(secret, safe='')}".encode()
+    ).decode()
+    status, body = fetch(
+        f"{base}/oauth2/token",
+        timeout=10,
+        headers={
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+    )
+    if status != 200:
+        # The error document names no secret; the token endpoint never echoes credentials.
+        raise ScenarioError(f"the token endpoint answered {status}: {body[:300]!r}")
+    token: str = json.loads(body)["access_token"]
+    return token
+
+
+def hub_full(opts: Options, servers: Servers) -> Target:
+    """The hub verifying a bearer JWT and applying a GCRA limit on the route, then proxying.
+
+    A client is registered with ``hub clients create`` once the hub is up, and one access token
+    (valid for an hour, longer than any run) goes on every request, as a vendor platform that
+    reuses its token does. Permission policies are not in the hub yet: they join this scenario
+    when they land.
+    """
+    route_extra = {
+        "auth": {"methods": ["jwt"], "scopes": [BENCH_SCOPE]},
+        "rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"},
+    }
+    server, upstream, base, env = _start_hub(
+        opts, servers, route_extra=route_extra, env_extra={"HUB_ACCESS_TOKEN_SECONDS": "3600"}
+    )
+    client_id, secret = _register_client(opts, env)
+    token = _client_credentials_token(base, client_id, secret)
+    bearer = {"Authorization": f"Bearer {token}"}
+    status, body = fetch(f"{base}{PATH}", timeout=5)
+    if status != 401:
+        raise ScenarioError(f"the route answered {status} without a token, not 401: {body[:200]!r}")
+    wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY, headers=bearer)
+    return Target(
+        url=f"{base}{PATH}",
+        server=(server,),
+        load=(upstream,),
+        headers=(f"Authorization: Bearer {token}",),
+    )
 
 
 # --- the record -------------------------------------------------------------------------------

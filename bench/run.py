@@ -36,6 +36,7 @@ from _servers import (
     direct,
     direct_python,
     hub,
+    hub_full,
     litestar,
     measured_versions,
     nginx_proxy,
@@ -142,15 +143,19 @@ SCENARIOS: tuple[Scenario, ...] = (
             env_extra={"HUB_REDIS_URL": "redis://127.0.0.1:6379/15"},
         ),
     ),
-    # --- hub-full: JWT + rate limit + policy --------------------------------------------------
-    # Register these once bearer JWT, rate limits and permission policies land, built on hub:
-    #   Scenario(name="hub-full", description="JWT + rate limit + policy + proxy",
-    #            setup=functools.partial(hub,
-    #                route_extra={"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}},
-    #                sections={"permissions": [...], "plans": [...], "consumers": [...]},
-    #                env_extra={"HUB_REDIS_URL": "redis://127.0.0.1:6379/15"},
-    #                headers=[f"Authorization: Bearer {token}"])),
-    #   and a "hub-full-c1" twin; then add ("hub-full", ...) rows to RATIOS and ADDED_LATENCY.
+    Scenario(
+        name="hub-full",
+        description="the hub verifying a bearer JWT, GCRA rate limit (in-process), proxy",
+        setup=hub_full,
+    ),
+    Scenario(
+        name="hub-full-c1",
+        description="the same at concurrency 1 (added latency)",
+        setup=hub_full,
+        connections=1,
+    ),
+    # Permission policies (and plans/consumers) are not in the hub yet: when they land they
+    # join hub_full's route and sections, so hub-full keeps meaning "the full pipeline".
 )
 
 # (numerator, denominator): printed as numerator/denominator throughput ratios.
@@ -161,11 +166,14 @@ RATIOS: tuple[tuple[str, str], ...] = (
     ("nginx-proxy", "upstream-direct"),
     ("hub-limited", "hub-plain"),
     ("hub-limited-redis", "hub-plain"),
+    ("hub-full", "hub-plain"),
+    ("hub-full", "nginx-proxy"),
 )
 # (scenario, baseline): p50 difference at concurrency 1, the latency the proxy adds.
 ADDED_LATENCY: tuple[tuple[str, str], ...] = (
     ("hub-plain-c1", "upstream-direct-c1"),
     ("nginx-proxy-c1", "upstream-direct-c1"),
+    ("hub-full-c1", "upstream-direct-c1"),
 )
 
 

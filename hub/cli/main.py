@@ -19,7 +19,6 @@ import typer
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from hub.asgi import create_app, drain_all
 from hub.backends.factory import build_notifier
 from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
 from hub.config.loader import load_directory
@@ -54,6 +53,8 @@ class _DrainingServer(uvicorn.Server):
     """On the first signal the hub drains: new requests get 503 and readiness fails."""
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        from hub.asgi import drain_all  # noqa: PLC0415 - the app is loaded only to serve
+
         drain_all()
         # uvicorn's own handler also records the signal and re-raises it once drained, so the
         # process would die of it (exit -15); a drained stop is a clean one and exits 0.
@@ -93,6 +94,10 @@ def _serve(settings: Settings, workers: int) -> None:
         config = _uvicorn_config(settings, "hub.asgi:create_app", workers)
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
+    # Imported here: the web app (Litestar, the gateway) is loaded only by the commands that
+    # serve it, so `hub keys rotate` and friends start fast.
+    from hub.asgi import create_app  # noqa: PLC0415
+
     _DrainingServer(_uvicorn_config(settings, create_app(settings), 1)).run()
 
 
