@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Insert, Table
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.db.engine import WRITE_LOCK, database_errors
+from hub.db._store import Clock, Store, utcnow
 from hub.errors import InvalidRequest
 
 __all__ = [
@@ -29,16 +28,10 @@ __all__ = [
     "utcnow",
 ]
 
-Clock = Callable[[], datetime]
 
 #: How many random identifiers a store draws before it gives up on finding a free one.
 UNIQUE_ATTEMPTS = 5
 _LABEL_LENGTH = 200  # names and owners (String(200) columns)
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC: the stores' default clock."""
-    return datetime.now(UTC)
 
 
 def hash_secret(value: str) -> str:
@@ -81,25 +74,3 @@ def insert_ignore(conn: AsyncConnection, table: Table) -> Insert:
     if conn.dialect.name == "postgresql":
         return postgresql_insert(table).on_conflict_do_nothing()
     return sqlite_insert(table).on_conflict_do_nothing()
-
-
-class Store:
-    """Base of the identity stores: an engine, a clock, and read/write connections."""
-
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = utcnow) -> None:
-        self._engine = engine
-        self._clock = clock
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with database_errors():
-            async with self._engine.connect() as conn:
-                yield conn
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with database_errors():
-            async with self._engine.connect() as conn:
-                await conn.execution_options(**WRITE_LOCK)
-                async with conn.begin():
-                    yield conn

@@ -7,16 +7,15 @@ the winner commits and fails its ``expected_active`` check instead of overwritin
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, exists, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.db.engine import WRITE_LOCK, database_errors
+from hub.db._store import Store
 from hub.db.models import ACTIVE_ROW_ID, ActiveConfig, ConfigVersion
 from hub.errors import Conflict, HubError, NotFound
 
@@ -74,11 +73,8 @@ def _check_expected(current: int | None, expected: int | None) -> None:
         raise Conflict(f"configuration changed: active version is {shown}, not {expected}")
 
 
-class ConfigStore:
+class ConfigStore(Store):
     """Numbered configuration versions in the hub's database."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
 
     async def active(self) -> StoredVersion | None:
         """The active version, or ``None`` before anything was published."""
@@ -165,20 +161,6 @@ class ConfigStore:
             )
             await self._point_at(conn, version, author=author)
             return await self._fetch_existing(conn, version)
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        with database_errors():
-            async with self._engine.connect() as conn:
-                yield conn
-
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[AsyncConnection]:
-        with database_errors():
-            async with self._engine.connect() as conn:
-                await conn.execution_options(**WRITE_LOCK)
-                async with conn.begin():
-                    yield conn
 
     @staticmethod
     async def _lock_pointer(conn: AsyncConnection) -> int | None:
