@@ -17,6 +17,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
@@ -161,3 +162,15 @@ async def amqp_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
     host, port = service_address(amqp_url)
     async with TcpProxy(target_host=host, target_port=port) as proxy:
         yield proxy
+
+
+@pytest.fixture(params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)])
+def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """``HUB_*`` overrides of one back-end set: SQLite + in-process, or PostgreSQL/Redis/AMQP."""
+    if request.param == "embedded":
+        return {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'hub.db'}"}
+    return {
+        "HUB_DATABASE_URL": request.getfixturevalue("postgres_url"),
+        "HUB_REDIS_URL": request.getfixturevalue("redis_url"),
+        "HUB_AMQP_URL": request.getfixturevalue("amqp_url"),
+    }

@@ -61,18 +61,6 @@ def green_document(green: UpstreamServer) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)])
-def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """``HUB_*`` overrides of one back-end set: SQLite + in-process, or PostgreSQL/Redis/AMQP."""
-    if request.param == "embedded":
-        return {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'hub.db'}"}
-    return {
-        "HUB_DATABASE_URL": request.getfixturevalue("postgres_url"),
-        "HUB_REDIS_URL": request.getfixturevalue("redis_url"),
-        "HUB_AMQP_URL": request.getfixturevalue("amqp_url"),
-    }
-
-
 @pytest.fixture
 def policies(tmp_path: Path, upstreams: tuple[UpstreamServer, UpstreamServer]) -> Path:
     doc = blue_document(upstreams[0])
