@@ -21,6 +21,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVIC
 from hub import __version__
 from hub.admin.credentials import AdminCredentialsController
 from hub.admin.guard import admin_guard
+from hub.admin.people import AdminPeopleController
 from hub.catalog import catalog_entry, openapi_document
 from hub.config.loader import document_from_raw
 from hub.db.config_store import StoredVersion
@@ -254,6 +255,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
             CatalogController,
             AdminConfigController,
             AdminCredentialsController,
+            AdminPeopleController,
             identity_router(),
         ],
         plugins=[problem_details_plugin()],

@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+import hub.db.people_tables  # noqa: F401 - registers the people tables on Base
 from hub.db import identity_tables  # noqa: F401 - registers the identity tables on Base
 from hub.db.engine import create_engine, ping
 from hub.db.migrate import current_revision, head_revision, migrate
@@ -47,7 +48,7 @@ async def test_migrate_upgrades_an_empty_database_to_head(database_url: str) -> 
 
     await migrate(database_url)
 
-    assert await current_revision(database_url) == head_revision() == "0002"
+    assert await current_revision(database_url) == head_revision() == "0003"
     assert await _table_names(database_url) >= TABLES
     assert await _pointer_rows(database_url) == [(1, None)]
 

@@ -21,6 +21,7 @@ from uvicorn.supervisors import Multiprocess
 
 from hub.backends.factory import build_notifier
 from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
+from hub.cli.people import add_people_commands
 from hub.config.loader import load_directory
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine
@@ -38,6 +39,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(clients_app, name="clients")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(keys_app, name="keys")
+add_people_commands(app)
 
 
 def _settings() -> Settings:

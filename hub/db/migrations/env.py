@@ -12,6 +12,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import hub.db.people_tables  # noqa: F401 - registers the people tables on Base
 from hub.db import identity_tables  # noqa: F401 - registers the identity tables on Base
 from hub.db.engine import create_engine
 from hub.db.models import Base

@@ -1,0 +1,247 @@
+"""``hub people``, ``hub establishments``, ``hub delegations``: people and their roles."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, TypeVar, cast
+
+import typer
+
+from hub.db.engine import create_engine
+from hub.db.people_store import (
+    AsyncEngine,
+    EstablishmentSize,
+    MembershipRole,
+    PeopleStores,
+    PersonKind,
+)
+from hub.errors import ConfigError, HubError
+from hub.settings import Settings
+
+__all__ = [
+    "add_people_commands",
+    "delegations_app",
+    "establishments_app",
+    "people_app",
+]
+
+T = TypeVar("T")
+
+#: Who the CLI acts as in audit trails.
+CLI_ACTOR = "cli"
+
+people_app = typer.Typer(help="Persons: citizens and residents.", no_args_is_help=True)
+establishments_app = typer.Typer(
+    help="Establishments and their members (owners, HR officers, employees).",
+    no_args_is_help=True,
+)
+delegations_app = typer.Typer(
+    help="Owners' delegations to HR officers and vendor applications.", no_args_is_help=True
+)
+
+
+def add_people_commands(app: typer.Typer) -> None:
+    """Add ``people``, ``establishments`` and ``delegations`` to the ``hub`` command."""
+    app.add_typer(people_app, name="people")
+    app.add_typer(establishments_app, name="establishments")
+    app.add_typer(delegations_app, name="delegations")
+
+
+def _run(action: Callable[[PeopleStores], Awaitable[T]]) -> T:
+    """Run one action on the stores; hub errors become one line on stderr and exit 1."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        for issue in exc.issues:
+            typer.echo(f"error: {issue}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> T:
+        engine: AsyncEngine = create_engine(settings.database_url)
+        try:
+            return await action(PeopleStores.on(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except HubError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _usage(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+# --- people ----------------------------------------------------------------------------------
+
+
+@people_app.command("create")
+def people_create(
+    *,
+    kind: Annotated[str, typer.Option(help="citizen or resident")],
+    identifier: Annotated[str, typer.Option(help="National ID (1…) or resident ID (2…)")],
+    given_name: Annotated[str, typer.Option(help="Given name")],
+    family_name: Annotated[str, typer.Option(help="Family name")],
+    email: Annotated[str | None, typer.Option(help="E-mail address")] = None,
+    phone: Annotated[str | None, typer.Option(help="Phone number, E.164 (+9665…)")] = None,
+) -> None:
+    """Record a person."""
+    person = _run(
+        lambda stores: stores.persons.create(
+            kind=cast(PersonKind, kind),  # checked by the store
+            identifier=identifier,
+            given_name=given_name,
+            family_name=family_name,
+            email=email,
+            phone=phone,
+        )
+    )
+    typer.echo(f"person_id: {person.id}")
+
+
+@people_app.command("list")
+def people_list(
+    identifier: Annotated[str | None, typer.Option(help="Only the holder of this ID")] = None,
+    limit: Annotated[int, typer.Option(help="Page size")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many")] = 0,
+) -> None:
+    """List persons, oldest first (never their credentials)."""
+    persons = _run(
+        lambda stores: stores.persons.list(identifier=identifier, limit=limit, offset=offset)
+    )
+    for person in persons:
+        state = "disabled" if person.disabled_at else "active"
+        typer.echo(
+            f"{person.id}  {person.kind:<8} {person.identifier}  {state:<8} "
+            f"{person.given_name} {person.family_name}"
+        )
+
+
+# --- establishments --------------------------------------------------------------------------
+
+
+@establishments_app.command("create")
+def establishments_create(
+    cr_number: Annotated[str, typer.Option(help="Commercial registration number (10 digits)")],
+    name: Annotated[str, typer.Option(help="Registered name")],
+    sector: Annotated[str, typer.Option(help="Sector code, such as retail or F41")],
+    size: Annotated[str, typer.Option(help="micro, small, medium or large")],
+) -> None:
+    """Record an establishment."""
+    establishment = _run(
+        lambda stores: stores.establishments.create(
+            cr_number=cr_number,
+            name=name,
+            sector=sector,
+            size=cast(EstablishmentSize, size),  # checked by the store
+        )
+    )
+    typer.echo(f"establishment_id: {establishment.id}")
+
+
+@establishments_app.command("list")
+def establishments_list(
+    cr_number: Annotated[str | None, typer.Option(help="Only this CR number")] = None,
+    limit: Annotated[int, typer.Option(help="Page size")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many")] = 0,
+) -> None:
+    """List establishments, oldest first."""
+    establishments = _run(
+        lambda stores: stores.establishments.list(cr_number=cr_number, limit=limit, offset=offset)
+    )
+    for establishment in establishments:
+        typer.echo(
+            f"{establishment.id}  {establishment.cr_number}  {establishment.size:<6} "
+            f"{establishment.sector:<10} {establishment.name}"
+        )
+
+
+@establishments_app.command("add-member")
+def establishments_add_member(
+    establishment_id: str,
+    person_id: str,
+    role: Annotated[str, typer.Option(help="owner, hr_officer or employee")],
+) -> None:
+    """Give a person a role in an establishment."""
+    membership = _run(
+        lambda stores: stores.establishments.add_member(
+            establishment_id, person_id, cast(MembershipRole, role)
+        )
+    )
+    typer.echo(
+        f"{membership.person_id} is {membership.role} of {membership.establishment_id}"
+        f" since {_when(membership.since)}"
+    )
+
+
+# --- delegations -----------------------------------------------------------------------------
+
+
+@delegations_app.command("grant")
+def delegations_grant(
+    establishment_id: str,
+    *,
+    grantor: Annotated[str, typer.Option(help="The owner granting (person id)")],
+    scopes: Annotated[str, typer.Option(help="Scopes, comma-separated")],
+    to_person: Annotated[str | None, typer.Option(help="An HR officer (person id)")] = None,
+    to_client: Annotated[str | None, typer.Option(help="A vendor application (client id)")] = None,
+    days: Annotated[int | None, typer.Option(help="Valid for N days from now")] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Valid until this moment (UTC unless an offset)")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail")] = "",
+) -> None:
+    """Record an owner's delegation (at most a year long)."""
+    if (days is None) == (until is None):
+        raise _usage("give exactly one of --days and --until")
+    if days is not None:
+        valid_until = datetime.now(UTC) + timedelta(days=days)
+    else:
+        assert until is not None
+        valid_until = until if until.tzinfo else until.replace(tzinfo=UTC)
+    names = [s for s in (part.strip() for part in scopes.replace(" ", ",").split(",")) if s]
+    delegation = _run(
+        lambda stores: stores.delegations.grant(
+            establishment_id,
+            grantor=grantor,
+            grantee_person=to_person,
+            grantee_client=to_client,
+            scopes=names,
+            valid_until=valid_until,
+            reason=reason,
+        )
+    )
+    typer.echo(f"delegation_id: {delegation.id}")
+    typer.echo(f"valid {_when(delegation.valid_from)} to {_when(delegation.valid_until)} UTC")
+
+
+@delegations_app.command("revoke")
+def delegations_revoke(
+    delegation_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for the audit trail")],
+    by: Annotated[str, typer.Option(help="Who revokes (a person id or your name)")] = CLI_ACTOR,
+) -> None:
+    """Revoke a delegation."""
+    delegation = _run(lambda stores: stores.delegations.revoke(delegation_id, by=by, reason=reason))
+    typer.echo(f"delegation {delegation.id} revoked {_when(delegation.revoked_at)} UTC")
+
+
+@delegations_app.command("list")
+def delegations_list(establishment_id: str) -> None:
+    """List an establishment's delegations, revoked and expired ones included."""
+    for delegation in _run(lambda stores: stores.delegations.list(establishment_id)):
+        state = "revoked" if delegation.revoked_at else "granted"
+        typer.echo(
+            f"{delegation.id}  {state:<7} {delegation.grantor} -> {delegation.grantee}  "
+            f"{_when(delegation.valid_from)} .. {_when(delegation.valid_until)}  "
+            f"[{' '.join(delegation.scopes)}]"
+        )
