@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.proxy.headers import client_address, request_id_from, response_headers, upstream_headers
@@ -153,3 +153,29 @@ def test_credentials_pass_through_on_routes_the_hub_does_not_authenticate() -> N
     )
     assert ("authorization", "Bearer for-the-upstream") in out
     assert not [n for n, _ in out if n.startswith("x-hub-")]
+
+
+# ASGI servers hand over header names in lower case; the hub's prefix check relies on it.
+spoofable_names = st.sampled_from([b"x-hub-", b"x-hu", b"x-", b""]).flatmap(
+    lambda start: st.binary(max_size=12).map(lambda rest: (start + rest).lower())
+)
+
+
+ascii_values = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8).map(
+    str.encode
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(spoofable_names, ascii_values), max_size=12))
+def test_no_client_x_hub_header_reaches_the_upstream(headers: list[tuple[bytes, bytes]]) -> None:
+    out, _ = upstream_headers(
+        headers,
+        peer="192.0.2.7",
+        trusted_peer=False,
+        scheme="http",
+        request_id="rid",
+        preserve_host=False,
+        internal_token="signed-by-the-hub",
+    )
+    assert [v for n, v in out if n.startswith("x-hub-")] == ["signed-by-the-hub"]

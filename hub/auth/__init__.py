@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from hub.auth.apikeys import ApiKeyRecordLike, ApiKeyVerifier, hash_api_key, parse_api_key
 from hub.auth.internal import (
-    INTERNAL_HEADER,
     INTERNAL_TYP,
     InternalTokenSigner,
     InternalTokenVerifier,
-    strip_spoofed,
 )
 from hub.auth.jwks import JwksCache, load_jwks
 from hub.auth.principal import ANONYMOUS, Kind, Principal
@@ -17,7 +15,6 @@ from hub.auth.verify import ASYMMETRIC_ALGORITHMS, IssuerConfig, LocalKeys, Toke
 __all__ = [
     "ANONYMOUS",
     "ASYMMETRIC_ALGORITHMS",
-    "INTERNAL_HEADER",
     "INTERNAL_TYP",
     "ApiKeyRecordLike",
     "ApiKeyVerifier",
@@ -32,5 +29,4 @@ __all__ = [
     "hash_api_key",
     "load_jwks",
     "parse_api_key",
-    "strip_spoofed",
 ]

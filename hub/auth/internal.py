@@ -20,32 +20,19 @@ from hub.auth.principal import Kind, Principal, claim_scopes, claim_str, invalid
 from hub.auth.verify import peek, translate_jwt_error
 
 __all__ = [
-    "INTERNAL_HEADER",
     "INTERNAL_TYP",
     "InternalTokenSigner",
     "InternalTokenVerifier",
-    "strip_spoofed",
 ]
 
-INTERNAL_HEADER: Final = b"x-hub-principal-token"
 INTERNAL_TYP: Final = "hub-principal+jwt"
 _ALGORITHM: Final = "EdDSA"
-_SPOOFABLE: Final = b"x-hub-"
 _KINDS: Final[dict[str, Kind]] = {
     "client": "client",
     "person": "person",
     "api_key": "api_key",
     "anonymous": "anonymous",
 }
-
-
-def strip_spoofed(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` without any ``x-hub-*`` header; the same list when there is none."""
-    for name, _ in headers:
-        # the cheap test first: almost no header has a dash at index 5
-        if name[5:6] == b"-" and name[:6].lower() == _SPOOFABLE:
-            return [(n, v) for n, v in headers if n[:6].lower() != _SPOOFABLE]
-    return headers
 
 
 class InternalTokenSigner:
