@@ -59,6 +59,16 @@ def _number(value: Any, default: float) -> float | None:
     return None
 
 
+def _not_above(
+    at: JsonPath, section: Mapping[str, Any], defaults: Any, low: str, high: str
+) -> Iterator[Issue]:
+    """``section[low]`` must not exceed ``section[high]`` (seconds; absent ones take defaults)."""
+    small = _number(section.get(low), getattr(defaults, low))
+    large = _number(section.get(high), getattr(defaults, high))
+    if small is not None and large is not None and small > large:
+        yield Issue(path=at, reason=f"{low} ({small:g}s) must not exceed {high} ({large:g}s)")
+
+
 def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
     """Cross-references, uniqueness, paths, URLs and number relations across the document."""
     issues: list[Issue] = []
@@ -135,14 +145,9 @@ def _upstream_issues(at: JsonPath, item: dict[str, Any]) -> Iterator[Issue]:
                     )
     check = item.get("health_check")
     if isinstance(check, dict):
-        defaults = HealthCheckSpec()
-        timeout = _number(check.get("timeout"), defaults.timeout)
-        interval = _number(check.get("interval"), defaults.interval)
-        if timeout is not None and interval is not None and timeout > interval:
-            yield Issue(
-                path=(*at, "health_check"),
-                reason=f"timeout ({timeout:g}s) must not exceed interval ({interval:g}s)",
-            )
+        yield from _not_above(
+            (*at, "health_check"), check, HealthCheckSpec(), "timeout", "interval"
+        )
 
 
 def _url_problem(url: str) -> str | None:
@@ -219,24 +224,12 @@ def _route_issues(
 
     timeouts = item.get("timeouts")
     if isinstance(timeouts, dict):
-        defaults = TimeoutSpec()
-        connect = _number(timeouts.get("connect"), defaults.connect)
-        total = _number(timeouts.get("total"), defaults.total)
-        if connect is not None and total is not None and connect > total:
-            yield Issue(
-                path=(*at, "timeouts"),
-                reason=f"connect ({connect:g}s) must not exceed total ({total:g}s)",
-            )
+        yield from _not_above((*at, "timeouts"), timeouts, TimeoutSpec(), "connect", "total")
     retries = item.get("retries")
     if isinstance(retries, dict):
-        retry_defaults = RetrySpec()
-        initial = _number(retries.get("backoff_initial"), retry_defaults.backoff_initial)
-        ceiling = _number(retries.get("backoff_max"), retry_defaults.backoff_max)
-        if initial is not None and ceiling is not None and initial > ceiling:
-            yield Issue(
-                path=(*at, "retries"),
-                reason=f"backoff_initial ({initial:g}s) must not exceed backoff_max ({ceiling:g}s)",
-            )
+        yield from _not_above(
+            (*at, "retries"), retries, RetrySpec(), "backoff_initial", "backoff_max"
+        )
 
 
 def template_problems(template: str) -> list[str]:
