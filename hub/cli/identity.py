@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
+from hub.cli._common import run_on_database, settings_or_exit
 from hub.db.engine import create_engine
-from hub.db.identity_store import ApiKeyStore, AsyncEngine, ClientStore, KeyStore
-from hub.errors import ConfigError, HubError
+from hub.db.identity_store import ApiKeyStore, ClientStore, KeyStore
 from hub.identity.keys import rotate_keys
 from hub.settings import Settings
 
@@ -24,33 +22,6 @@ T = TypeVar("T")
 clients_app = typer.Typer(help="OAuth clients of vendor platforms.", no_args_is_help=True)
 apikeys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
 keys_app = typer.Typer(help="The hub's token signing keys.", no_args_is_help=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(f"error: {issue}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _run(action: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    """Run one database action; hub errors become one line on stderr and exit 1."""
-    settings = _settings()
-
-    async def run() -> T:
-        engine = create_engine(settings.database_url)
-        try:
-            return await action(engine)
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except HubError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from None
 
 
 def _scopes(text: str) -> list[str]:
@@ -84,7 +55,7 @@ def clients_create(
             )
             raise typer.Exit(2)
         key_set = json.loads(jwks.read_text(encoding="utf-8"))
-    client, secret = _run(
+    client, secret = run_on_database(
         lambda engine: ClientStore(engine).create(
             name=name, owner=owner, auth_method=method, scopes=_scopes(scopes), jwks=key_set
         )
@@ -98,7 +69,7 @@ def clients_create(
 @clients_app.command("list")
 def clients_list() -> None:
     """List clients (never their secrets)."""
-    for client in _run(lambda engine: ClientStore(engine).list()):
+    for client in run_on_database(lambda engine: ClientStore(engine).list()):
         state = "disabled" if client.disabled_at else "active"
         typer.echo(
             f"{client.client_id}  {state:<8} {client.auth_method:<19} {client.owner:<16} "
@@ -109,14 +80,14 @@ def clients_list() -> None:
 @clients_app.command("rotate-secret")
 def clients_rotate_secret(client_id: str) -> None:
     """Give a client a new secret (printed once); the old one stops working."""
-    secret = _run(lambda engine: ClientStore(engine).rotate_secret(client_id))
+    secret = run_on_database(lambda engine: ClientStore(engine).rotate_secret(client_id))
     typer.echo(f"client_secret: {secret}")
 
 
 @clients_app.command("disable")
 def clients_disable(client_id: str) -> None:
     """Disable a client: it can no longer get tokens."""
-    _run(lambda engine: ClientStore(engine).disable(client_id))
+    run_on_database(lambda engine: ClientStore(engine).disable(client_id))
     typer.echo(f"client {client_id} is disabled")
 
 
@@ -129,7 +100,7 @@ def apikeys_create(
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
     expires = datetime.now(UTC) + timedelta(days=expires_days) if expires_days else None
-    record, plaintext = _run(
+    record, plaintext = run_on_database(
         lambda engine: ApiKeyStore(engine).create(
             name=name, scopes=_scopes(scopes), client_id=client, expires_at=expires
         )
@@ -142,7 +113,7 @@ def apikeys_create(
 @apikeys_app.command("list")
 def apikeys_list() -> None:
     """List API keys by id and prefix (never the keys)."""
-    for record in _run(lambda engine: ApiKeyStore(engine).list()):
+    for record in run_on_database(lambda engine: ApiKeyStore(engine).list()):
         state = "revoked" if record.revoked_at else "active"
         typer.echo(
             f"{record.id}  hub_{record.prefix}_…  {state:<7} {record.name}  "
@@ -153,14 +124,14 @@ def apikeys_list() -> None:
 @apikeys_app.command("revoke")
 def apikeys_revoke(key_id: str) -> None:
     """Revoke an API key (hubs stop accepting it within their key cache time)."""
-    _run(lambda engine: ApiKeyStore(engine).revoke(key_id))
+    run_on_database(lambda engine: ApiKeyStore(engine).revoke(key_id))
     typer.echo(f"API key {key_id} is revoked")
 
 
 @apikeys_app.command("rotate")
 def apikeys_rotate(key_id: str) -> None:
     """Replace an API key's secret (printed once); the old key stops working."""
-    _record, plaintext = _run(lambda engine: ApiKeyStore(engine).rotate(key_id))
+    _record, plaintext = run_on_database(lambda engine: ApiKeyStore(engine).rotate(key_id))
     typer.echo(f"api_key: {plaintext}")
 
 
@@ -172,9 +143,9 @@ def keys_rotate(
     if use not in ("access", "internal"):
         typer.echo("error: --use is access or internal", err=True)
         raise typer.Exit(2)
-    settings = _settings()
+    settings = settings_or_exit()
     key_use: Literal["access", "internal"] = "internal" if use == "internal" else "access"
-    key = _run(lambda engine: rotate_keys(engine, settings, key_use))
+    key = run_on_database(lambda engine: rotate_keys(engine, settings, key_use))
     typer.echo(
         f"new {use} key {key.kid} ({key.alg}) signs from {key.activates_at:%Y-%m-%d %H:%M:%S} UTC"
     )
@@ -183,7 +154,7 @@ def keys_rotate(
 @keys_app.command("list")
 def keys_list() -> None:
     """List signing keys with their activation and retirement times."""
-    for key in _run(lambda engine: KeyStore(engine).list()):
+    for key in run_on_database(lambda engine: KeyStore(engine).list()):
         retired = f"retired {key.retired_at:%Y-%m-%d %H:%M:%S}" if key.retired_at else "current"
         typer.echo(
             f"{key.kid}  {key.use:<8} {key.alg:<5} activates {key.activates_at:%Y-%m-%d %H:%M:%S}"

@@ -20,6 +20,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from hub.backends.factory import build_notifier
+from hub.cli._common import settings_or_exit
 from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
 from hub.cli.people import add_people_commands
 from hub.config.loader import load_directory
@@ -40,15 +41,6 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(keys_app, name="keys")
 add_people_commands(app)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(f"error: {issue}", err=True)
-        raise typer.Exit(2) from None
 
 
 class _DrainingServer(uvicorn.Server):
@@ -110,7 +102,7 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Overrides HUB_WORKERS")] = None,
 ) -> None:
     """Serve the hub (gateway, admin API, catalog, health and metrics)."""
-    settings = _settings()
+    settings = settings_or_exit()
     overrides: dict[str, object] = {}
     if host:
         overrides["host"] = host
@@ -124,7 +116,7 @@ def serve(
 @app.command("migrate")
 def migrate_command() -> None:
     """Bring the database schema up to date (SQLite or PostgreSQL)."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         asyncio.run(migrate(settings.database_url))
     except HubError as exc:
@@ -148,7 +140,7 @@ def config_validate(
 ) -> None:
     """Check a configuration folder: schema and semantic errors, each with file and JSON path."""
     try:
-        document = load_directory(path, contracts_dir=_settings().contracts_dir)
+        document = load_directory(path, contracts_dir=settings_or_exit().contracts_dir)
     except ConfigError as exc:
         for issue in exc.issues:
             typer.echo(issue, err=True)
@@ -204,7 +196,7 @@ def config_publish(
     ] = None,
 ) -> None:
     """Store a configuration folder as a new version and make it active; running hubs follow."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         document = load_directory(path, contracts_dir=settings.contracts_dir)
         stored, problem = asyncio.run(
@@ -233,7 +225,7 @@ def config_publish(
 @config_app.command("history")
 def config_history(limit: int = 20) -> None:
     """List stored configuration versions, newest first."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         versions = asyncio.run(_with_store(settings, lambda store: store.history(limit=limit)))
     except HubError as exc:
@@ -250,7 +242,7 @@ def config_history(limit: int = 20) -> None:
 @config_app.command("rollback")
 def config_rollback(version: int) -> None:
     """Make a stored version active again."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         stored, problem = asyncio.run(
             _change(settings, lambda store: store.activate(version, author="cli"))
@@ -279,7 +271,7 @@ def dev(
     echo_ports: Annotated[str, typer.Option(help="Ports of the demo echo upstreams")] = "9101,9102",
 ) -> None:
     """Run the whole demo system on embedded defaults: echo upstreams and the hub."""
-    settings = _settings()
+    settings = settings_or_exit()
     asyncio.run(migrate(settings.database_url))
     demo = asyncio.run(ensure_demo_credentials(settings))
     children: list[subprocess.Popen[bytes]] = []

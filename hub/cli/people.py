@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar, cast
 
 import typer
 
-from hub.db.engine import create_engine
+from hub.cli._common import run_on_database
 from hub.db.people_store import (
-    AsyncEngine,
     EstablishmentSize,
     MembershipRole,
     PeopleStores,
     PersonKind,
 )
-from hub.errors import ConfigError, HubError
-from hub.settings import Settings
 
 __all__ = [
     "add_people_commands",
@@ -50,26 +46,8 @@ def add_people_commands(app: typer.Typer) -> None:
 
 
 def _run(action: Callable[[PeopleStores], Awaitable[T]]) -> T:
-    """Run one action on the stores; hub errors become one line on stderr and exit 1."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError as exc:
-        for issue in exc.issues:
-            typer.echo(f"error: {issue}", err=True)
-        raise typer.Exit(2) from None
-
-    async def run() -> T:
-        engine: AsyncEngine = create_engine(settings.database_url)
-        try:
-            return await action(PeopleStores.on(engine))
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
-    except HubError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(1) from None
+    """Run one action on the people stores (see :func:`run_on_database`)."""
+    return run_on_database(lambda engine: action(PeopleStores.on(engine)))
 
 
 def _usage(message: str) -> typer.Exit:
