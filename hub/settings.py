@@ -102,6 +102,14 @@ class Settings:
     access_token_seconds: int = 300
     internal_token_seconds: int = 60
     key_publish_seconds: int = 300
+    refresh_token_seconds: int = 30 * 24 * 3600
+    auth_code_seconds: int = 60
+    session_idle_seconds: int = 30 * 60
+    session_max_seconds: int = 12 * 3600
+    session_cookie_secure: bool = True
+    national_idp_issuer: str | None = None
+    national_idp_client_id: str | None = None
+    national_idp_client_secret: str | None = field(default=None, repr=False)
     admin_token_sha256: str | None = field(default=None, repr=False)
 
     @property
@@ -145,6 +153,19 @@ class Settings:
             access_token_seconds=_int(env, "HUB_ACCESS_TOKEN_SECONDS", 300),
             internal_token_seconds=_int(env, "HUB_INTERNAL_TOKEN_SECONDS", 60),
             key_publish_seconds=_int(env, "HUB_KEY_PUBLISH_SECONDS", 300),
+            refresh_token_seconds=_int(env, "HUB_REFRESH_TOKEN_SECONDS", 30 * 24 * 3600),
+            auth_code_seconds=_int(env, "HUB_AUTH_CODE_SECONDS", 60),
+            session_idle_seconds=_int(env, "HUB_SESSION_IDLE_SECONDS", 30 * 60),
+            session_max_seconds=_int(env, "HUB_SESSION_MAX_SECONDS", 12 * 3600),
+            # Secure cookies are never sent over plain http: off only for a local http issuer.
+            session_cookie_secure=_bool(
+                env,
+                "HUB_SESSION_COOKIE_SECURE",
+                not (env.get("HUB_ISSUER") or "http://").startswith("http://"),
+            ),
+            national_idp_issuer=(env.get("HUB_NATIONAL_IDP_ISSUER") or "").rstrip("/") or None,
+            national_idp_client_id=env.get("HUB_NATIONAL_IDP_CLIENT_ID") or None,
+            national_idp_client_secret=env.get("HUB_NATIONAL_IDP_CLIENT_SECRET") or None,
             # The admin token is kept only as its digest; the clear value is dropped here.
             admin_token_sha256=(
                 hashlib.sha256(admin_token.encode()).hexdigest() if admin_token else None
@@ -170,6 +191,25 @@ class Settings:
         if not self.database_url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             problems.append(
                 "HUB_DATABASE_URL: must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        for name in (
+            "refresh_token_seconds",
+            "auth_code_seconds",
+            "session_idle_seconds",
+            "session_max_seconds",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"HUB_{name.upper()}: must be positive")
+        if self.session_idle_seconds > self.session_max_seconds:
+            problems.append("HUB_SESSION_IDLE_SECONDS: must not exceed HUB_SESSION_MAX_SECONDS")
+        federation = (
+            self.national_idp_issuer,
+            self.national_idp_client_id,
+            self.national_idp_client_secret,
+        )
+        if any(federation) and not all(federation):
+            problems.append(
+                "HUB_NATIONAL_IDP_ISSUER, _CLIENT_ID and _CLIENT_SECRET: set all three or none"
             )
         if problems:
             raise ConfigError(problems)

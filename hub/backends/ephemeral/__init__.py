@@ -1,0 +1,1 @@
+"""Short-lived shared state: login sessions, pending authorization requests, one-time codes."""
