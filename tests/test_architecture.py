@@ -15,13 +15,17 @@ PACKAGES = ("hub", "adapters", "services")
 # through our interfaces, so its exceptions cannot escape (STYLE.md).
 OWNERS: dict[str, tuple[str, ...]] = {
     "aiohttp": ("hub/proxy/", "hub/upstream/"),
-    "redis": ("hub/backends/notifier/redis.py", "hub/ratelimit/redis.py"),
+    "redis": (
+        "hub/backends/notifier/redis.py",
+        "hub/backends/ephemeral/redis.py",
+        "hub/ratelimit/redis.py",
+    ),
     "aio_pika": ("hub/backends/events/amqp.py",),
     "aiormq": ("hub/backends/events/amqp.py",),
     "sqlalchemy": ("hub/db/",),
     "alembic": ("hub/db/",),
     "asyncpg": ("hub/db/",),
-    "uvicorn": ("hub/cli/", "services/"),
+    "uvicorn": ("hub/cli/", "services/", "adapters/sandbox/"),
 }
 
 
