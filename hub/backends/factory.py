@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hub.backends.ephemeral.base import EphemeralStore
+from hub.backends.ephemeral.memory import MemoryEphemeralStore
+from hub.backends.ephemeral.redis import RedisEphemeralStore
 from hub.backends.events.amqp import (
     DEFAULT_DEAD_LETTER_EXCHANGE,
     DEFAULT_EXCHANGE,
@@ -17,7 +20,7 @@ from hub.ratelimit.memory import MemoryRateLimitStore
 from hub.ratelimit.redis import RedisRateLimitStore
 from hub.settings import Settings
 
-__all__ = ["build_event_bus", "build_limiter", "build_notifier"]
+__all__ = ["build_ephemeral_store", "build_event_bus", "build_limiter", "build_notifier"]
 
 
 def build_limiter(settings: Settings) -> RateLimitStore:
@@ -51,3 +54,10 @@ def build_event_bus(
             settings.amqp_url, exchange=exchange, dead_letter_exchange=dead_letter_exchange
         )
     return MemoryEventBus()
+
+
+def build_ephemeral_store(settings: Settings) -> EphemeralStore:
+    """Redis (seen by every replica) when ``HUB_REDIS_URL`` is set, in-process otherwise."""
+    if settings.redis_url:
+        return RedisEphemeralStore.from_url(settings.redis_url)
+    return MemoryEphemeralStore()
