@@ -15,15 +15,20 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   ├── InvalidHeader               (invalid_header, 400)
     │   ├── InvalidRequest              (invalid_request, 400)
     │   ├── InvalidScope                (invalid_scope, 400)
+    │   ├── InvalidGrant                (invalid_grant, 400)
+    │   │   └── ReuseDetected           (refresh_token_reused, 400)
     │   └── UnsupportedGrantType        (unsupported_grant_type, 400)
     ├── NotFound                        (not_found, 404)
     │   └── RouteNotFound               (route_not_found, 404)
     ├── MethodNotAllowed                (method_not_allowed, 405)
     ├── Unauthorized                    (unauthorized, 401)
     │   ├── InvalidToken                (invalid_token, 401)
+    │   ├── InsufficientUserAuthentication (insufficient_user_authentication, 401)
     │   └── InvalidClient               (invalid_client, 401)
     ├── Forbidden                       (forbidden, 403)
-    │   └── InsufficientScope           (insufficient_scope, 403)
+    │   ├── InsufficientScope           (insufficient_scope, 403)
+    │   ├── UserAuthenticationRequired  (user_authentication_required, 403)
+    │   └── CsrfOriginMismatch          (csrf_origin_mismatch, 403)
     ├── Conflict                        (conflict, 409)
     ├── RateLimited                     (rate_limited, 429)
     ├── UpstreamError                   (upstream_error, 502)
@@ -47,11 +52,14 @@ __all__ = [
     "CircuitOpen",
     "ConfigError",
     "Conflict",
+    "CsrfOriginMismatch",
     "Forbidden",
     "HeadersTooLarge",
     "HubError",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     "InvalidClient",
+    "InvalidGrant",
     "InvalidHeader",
     "InvalidPath",
     "InvalidRequest",
@@ -62,6 +70,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RequestRejected",
+    "ReuseDetected",
     "RouteNotFound",
     "ServiceUnavailable",
     "ShuttingDown",
@@ -74,6 +83,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "UriTooLong",
+    "UserAuthenticationRequired",
 ]
 
 
@@ -155,6 +165,20 @@ class InvalidScope(RequestRejected):
     title = "Invalid scope"
 
 
+class InvalidGrant(RequestRejected):
+    """An authorization code or refresh token: unknown, spent, expired, or not the client's."""
+
+    code = "invalid_grant"
+    title = "Invalid grant"
+
+
+class ReuseDetected(InvalidGrant):
+    """A refresh token presented again after it was rotated: its whole family is now revoked."""
+
+    code = "refresh_token_reused"
+    title = "Refresh token reused"
+
+
 class UnsupportedGrantType(RequestRejected):
     code = "unsupported_grant_type"
     title = "Unsupported grant type"
@@ -188,6 +212,13 @@ class InvalidToken(Unauthorized):
     title = "The access token is not valid"
 
 
+class InsufficientUserAuthentication(Unauthorized):
+    """The person signed in, but not strongly enough for this route (RFC 9470): step up."""
+
+    code = "insufficient_user_authentication"
+    title = "A stronger authentication is required"
+
+
 class InvalidClient(Unauthorized):
     code = "invalid_client"
     title = "Client authentication failed"
@@ -202,6 +233,20 @@ class Forbidden(HubError):
 class InsufficientScope(Forbidden):
     code = "insufficient_scope"
     title = "The token lacks a required scope"
+
+
+class UserAuthenticationRequired(Forbidden):
+    """The route needs a person's sign-in at some level; the caller has no person behind it."""
+
+    code = "user_authentication_required"
+    title = "This route needs a signed-in person"
+
+
+class CsrfOriginMismatch(Forbidden):
+    """A state-changing request with the session cookie that did not come from the hub's pages."""
+
+    code = "csrf_origin_mismatch"
+    title = "The request did not come from the hub's origin"
 
 
 class Conflict(HubError):

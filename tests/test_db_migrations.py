@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Connection
 import hub.db.people_tables  # noqa: F401 - registers the people tables on Base
 from hub.db import identity_tables  # noqa: F401 - registers the identity tables on Base
 from hub.db.engine import create_engine, ping
-from hub.db.migrate import current_revision, head_revision, migrate
+from hub.db.migrate import _alembic_config, current_revision, head_revision, migrate
 from hub.db.models import Base
 from hub.errors import BackendUnavailable
 from tests.fixtures_db import create_temp_postgres_database
@@ -48,7 +49,7 @@ async def test_migrate_upgrades_an_empty_database_to_head(database_url: str) -> 
 
     await migrate(database_url)
 
-    assert await current_revision(database_url) == head_revision() == "0003"
+    assert await current_revision(database_url) == head_revision() == "0004"
     assert await _table_names(database_url) >= TABLES
     assert await _pointer_rows(database_url) == [(1, None)]
 
@@ -146,3 +147,69 @@ def test_sqlite_file_that_cannot_be_created_raises_backend_unavailable(tmp_path:
     blocker.write_text("")
     with pytest.raises(BackendUnavailable, match="database unreachable"):
         create_engine(f"sqlite+aiosqlite:///{blocker / 'hub.db'}")
+
+
+async def _migrate_to(url: str, target: str, *, down: bool = False) -> None:
+    config = _alembic_config(url)
+    engine = create_engine(url)
+
+    def run(conn: Connection) -> None:
+        config.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(config, target)
+
+    try:
+        async with engine.connect() as conn, conn.begin():
+            await conn.run_sync(run)
+    finally:
+        await engine.dispose()
+
+
+async def test_0004_keeps_existing_clients_and_their_references_then_downgrades(
+    database_url: str,
+) -> None:
+    await _migrate_to(database_url, "0003")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO oauth_clients (client_id, name, owner, auth_method, scopes,"
+                    " grant_types, created_at) VALUES ('cli_1', 'Payroll', 'vendor:p',"
+                    " 'client_secret_basic', '[\"a\"]', '[\"client_credentials\"]',"
+                    " CURRENT_TIMESTAMP)"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO api_keys (id, prefix, secret_hash, client_id, name, scopes,"
+                    " created_at) VALUES ('k1', 'hub_abcdef', 'h', 'cli_1', 'key', '[]',"
+                    " CURRENT_TIMESTAMP)"
+                )
+            )
+    finally:
+        await engine.dispose()
+
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT client_type, redirect_uris, post_logout_redirect_uris,"
+                        " first_party FROM oauth_clients WHERE client_id = 'cli_1'"
+                    )
+                )
+            ).one()
+            assert row.client_type == "confidential"
+            assert row.first_party in (False, 0)
+            assert await conn.scalar(text("SELECT client_id FROM api_keys")) == "cli_1"
+    finally:
+        await engine.dispose()
+    assert await _table_names(database_url) >= {"refresh_tokens", "consents"}
+
+    await _migrate_to(database_url, "0003", down=True)
+    assert await current_revision(database_url) == "0003"
+    assert {"refresh_tokens", "consents"}.isdisjoint(await _table_names(database_url))
+    await migrate(database_url)
+    assert await current_revision(database_url) == head_revision()

@@ -204,11 +204,11 @@ async def test_clients_are_listed_oldest_first(db_engine: AsyncEngine, clock: Cl
     first, _ = await store.create("A", "vendor:a", "client_secret_basic", ["a"])
     clock.advance(1)
     second, _ = await store.create(
-        "B", "vendor:b", "private_key_jwt", ["b"], jwks=PUBLIC_JWKS, grant_types=["x"]
+        "B", "vendor:b", "private_key_jwt", ["b"], jwks=PUBLIC_JWKS, grant_types=["refresh_token"]
     )
 
     assert await store.list() == [first, second]
-    assert second.grant_types == ("x",)
+    assert second.grant_types == ("refresh_token",)
 
 
 # --- API keys ----------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
-"""Tables of the identity slice: signing keys, OAuth clients, API keys, and two jti ledgers.
+"""Tables of the identity slice: signing keys, OAuth clients, API keys, jti ledgers and SSO state.
 
 Secrets never reach these tables in the clear: client secrets and API keys are kept as the
 SHA-256 hex of the secret. Signing keys are the exception (see :mod:`hub.identity.keys`).
 ``used_assertions`` and ``revoked_tokens`` only grow until their rows expire, then are pruned.
+Refresh tokens are kept the same way (SHA-256 hex as the primary key); ``consents`` records the
+scopes a person let a third-party client have.
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    false,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,7 +31,9 @@ from hub.db.models import Base, UTCDateTime
 __all__ = [
     "JTI_LENGTH",
     "ApiKeyRow",
+    "ConsentRow",
     "OAuthClientRow",
+    "RefreshTokenRow",
     "RevokedTokenRow",
     "SigningKeyRow",
     "UsedAssertionRow",
@@ -57,7 +71,14 @@ class OAuthClientRow(Base):
     __tablename__ = "oauth_clients"
     __table_args__ = (
         CheckConstraint(
-            "auth_method IN ('client_secret_basic', 'private_key_jwt')", name="auth_method"
+            "auth_method IN ('client_secret_basic', 'private_key_jwt', 'none')", name="auth_method"
+        ),
+        CheckConstraint("client_type IN ('confidential', 'public')", name="client_type"),
+        # A public client (a browser or mobile app) holds no secret, and only it may hold none.
+        CheckConstraint(
+            "(client_type = 'public' AND auth_method = 'none') "
+            "OR (client_type = 'confidential' AND auth_method <> 'none')",
+            name="public_auth_none",
         ),
     )
 
@@ -71,6 +92,10 @@ class OAuthClientRow(Base):
     grant_types: Mapped[list[str]] = mapped_column(_JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    client_type: Mapped[str] = mapped_column(String(16), server_default=text("'confidential'"))
+    redirect_uris: Mapped[list[str]] = mapped_column(_JSON, server_default=text("'[]'"))
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(_JSON, server_default=text("'[]'"))
+    first_party: Mapped[bool] = mapped_column(Boolean(), server_default=false())
 
 
 class ApiKeyRow(Base):
@@ -109,3 +134,40 @@ class RevokedTokenRow(Base):
     jti: Mapped[str] = mapped_column(String(JTI_LENGTH), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RefreshTokenRow(Base):
+    """A refresh token, by the SHA-256 hex of its value; rotation spends it (``used_at``).
+
+    Every token descends from one authorization (its ``family_id``); presenting a spent token
+    again revokes the whole family. ``sid`` is the login session it was issued in, so ending
+    that session can revoke it.
+    """
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    family_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    scopes: Mapped[list[str]] = mapped_column(_JSON)
+    acr: Mapped[str] = mapped_column(String(100))
+    amr: Mapped[list[str]] = mapped_column(_JSON)
+    auth_time: Mapped[int] = mapped_column(Integer())
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ConsentRow(Base):
+    """The scopes a person granted a third-party client (first-party clients ask no consent)."""
+
+    __tablename__ = "consents"
+
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oauth_clients.client_id"), primary_key=True)
+    scopes: Mapped[list[str]] = mapped_column(_JSON)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
