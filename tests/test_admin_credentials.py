@@ -54,6 +54,10 @@ CLIENT_FIELDS = {
     "jwks",
     "created_at",
     "disabled_at",
+    "client_type",
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "first_party",
 }
 KEY_FIELDS = {"id", "prefix", "name", "scopes", "client_id", "created_at", "expires_at"}
 KEY_FIELDS |= {"revoked_at"}
@@ -169,6 +173,7 @@ CALLS = [
     ("GET", "/clients/cli_0000000000000000", None),
     ("POST", "/clients/cli_0000000000000000/rotate-secret", None),
     ("POST", "/clients/cli_0000000000000000/disable", None),
+    ("PATCH", "/clients/cli_0000000000000000", {"redirect_uris": ["https://a.example/cb"]}),
     ("POST", "/apikeys", {"name": "x", "scopes": []}),
     ("GET", "/apikeys", None),
     ("GET", "/apikeys/0123", None),
@@ -250,6 +255,10 @@ async def test_a_secret_client_is_created_and_its_secret_shown_only_once(
     assert created["grant_types"] == ["client_credentials"]
     assert created["jwks"] is None
     assert created["disabled_at"] is None
+    assert created["client_type"] == "confidential"
+    assert created["redirect_uris"] == []
+    assert created["post_logout_redirect_uris"] == []
+    assert created["first_party"] is False
 
     # The secret works at the token endpoint.
     issued = await token(client, created["client_id"], secret)
@@ -429,11 +438,130 @@ async def test_unknown_clients_are_404_problems(client: httpx.AsyncClient) -> No
     for method, suffix in (("GET", ""), ("POST", "/rotate-secret"), ("POST", "/disable")):
         response = await client.request(method, f"{BASE}/clients/{missing}{suffix}", headers=AUTH)
         assert_problem(response, 404, "not_found", detail)
+    response = await client.patch(
+        f"{BASE}/clients/{missing}", json={"redirect_uris": ["https://a.example/cb"]}, headers=AUTH
+    )
+    assert_problem(response, 404, "not_found", detail)
     response = await client.post(
         f"{BASE}/apikeys", json={"name": "k", "scopes": [], "client_id": missing}, headers=AUTH
     )
     assert_problem(response, 404, "not_found", detail)
     assert (await admin_get(client, "/apikeys")).json() == []
+
+
+# --- SSO clients ------------------------------------------------------------------------------
+
+PORTAL = {
+    "name": "Citizen portal",
+    "owner": "hub",
+    "scopes": ["openid", "profile"],
+    "auth_method": "none",
+    "client_type": "public",
+    "redirect_uris": ["https://portal.example/cb", "http://127.0.0.1:8123/cb"],
+    "post_logout_redirect_uris": ["https://portal.example/bye"],
+    "first_party": True,
+}
+
+
+async def test_a_public_sso_client_is_registered_and_its_uris_replaced(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(f"{BASE}/clients", json=PORTAL, headers=AUTH)
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created.pop("client_secret") is None
+    assert set(created) == CLIENT_FIELDS
+    assert created["client_type"] == "public"
+    assert created["auth_method"] == "none"
+    assert created["grant_types"] == ["authorization_code", "refresh_token"]
+    assert created["redirect_uris"] == PORTAL["redirect_uris"]
+    assert created["post_logout_redirect_uris"] == PORTAL["post_logout_redirect_uris"]
+    assert created["first_party"] is True
+    client_id = created["client_id"]
+
+    changed = await client.patch(
+        f"{BASE}/clients/{client_id}",
+        json={"redirect_uris": ["https://portal.example/new"]},
+        headers=AUTH,
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["redirect_uris"] == ["https://portal.example/new"]
+    assert changed.json()["post_logout_redirect_uris"] == PORTAL["post_logout_redirect_uris"]
+    cleared = await client.patch(
+        f"{BASE}/clients/{client_id}", json={"post_logout_redirect_uris": []}, headers=AUTH
+    )
+    assert cleared.json()["post_logout_redirect_uris"] == []
+    assert (await admin_get(client, f"/clients/{client_id}")).json() == cleared.json()
+
+
+async def test_a_confidential_client_may_register_for_the_code_flow(
+    client: httpx.AsyncClient,
+) -> None:
+    created = await create_client(
+        client,
+        scopes=["openid"],
+        grant_types=["authorization_code", "refresh_token"],
+        redirect_uris=["https://vendor.example/cb"],
+    )
+    assert created["client_secret"]
+    assert created["client_type"] == "confidential"
+    assert created["grant_types"] == ["authorization_code", "refresh_token"]
+
+
+BAD_SSO_CLIENTS: list[tuple[dict[str, Any], str, str]] = [
+    ({"auth_method": "client_secret_basic"}, "invalid_request", "a public client authenticates"),
+    ({"redirect_uris": []}, "invalid_request", "at least one redirect URI"),
+    ({"grant_types": ["client_credentials"]}, "invalid_request", "client_credentials grant"),
+    ({"grant_types": ["implicit"]}, "invalid_request", "unsupported grant types"),
+    ({"redirect_uris": ["http://portal.example/cb"]}, "invalid_request", "only for loopback"),
+    ({"redirect_uris": ["https://portal.example/cb#x"]}, "invalid_request", "fragment"),
+    ({"redirect_uris": ["https://*.portal.example/cb"]}, "invalid_request", "wildcards"),
+    ({"redirect_uris": ["/cb"]}, "invalid_request", "absolute"),
+    (
+        {"redirect_uris": [f"https://portal.example/{n}" for n in range(11)]},
+        "invalid_request",
+        "at most 10",
+    ),
+    (
+        {"redirect_uris": ["https://portal.example/" + "a" * 600]},
+        "invalid_request",
+        "longer than 512",
+    ),
+    ({"post_logout_redirect_uris": ["http://x.example/"]}, "invalid_request", "post_logout"),
+    ({"client_type": "hybrid"}, "invalid_request", "Validation failed"),
+    ({"first_party": "yes"}, "invalid_request", "Validation failed"),
+    ({"client_type": "confidential"}, "invalid_request", "confidential client must authenticate"),
+]
+
+
+async def test_refused_sso_client_registrations_are_400_problems_and_store_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    for changes, code, fragment in BAD_SSO_CLIENTS:
+        response = await client.post(f"{BASE}/clients", json={**PORTAL, **changes}, headers=AUTH)
+        assert (response.status_code, response.json().get("code")) == (400, code), changes
+        body = assert_problem(response, 400, code)
+        assert fragment in body["detail"], (changes, body)
+    assert (await admin_get(client, "/clients")).json() == []
+
+
+async def test_refused_redirect_uri_updates_are_400_problems_and_change_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    created = (await client.post(f"{BASE}/clients", json=PORTAL, headers=AUTH)).json()
+    created.pop("client_secret")
+    path = f"{BASE}/clients/{created['client_id']}"
+    for body, code, fragment in [
+        ({"redirect_uris": []}, "invalid_request", "at least one redirect URI"),
+        ({"redirect_uris": ["https://portal.example/#x"]}, "invalid_request", "fragment"),
+        ({"redirect_uris": "https://portal.example/cb"}, "invalid_request", "Validation failed"),
+        ({"post_logout_redirect_uris": ["ftp://portal.example/"]}, "invalid_request", "absolute"),
+    ]:
+        response = await client.patch(path, json=body, headers=AUTH)
+        assert (response.status_code, response.json().get("code")) == (400, code), body
+        problem = assert_problem(response, 400, code)
+        assert fragment in problem["detail"]
+    assert (await admin_get(client, f"/clients/{created['client_id']}")).json() == created
 
 
 # --- API keys ---------------------------------------------------------------------------------

@@ -353,3 +353,141 @@ def test_serve_with_a_bad_policies_folder_exits_with_the_exact_findings(
             issues.append(record["issue"])
     assert issues == [VISA, DUPLICATE, SHADOWED], output
     assert "Uvicorn running on" not in output
+
+
+# --- clients: SSO fields -----------------------------------------------------------------------
+
+
+def _client_lines(output: str) -> dict[str, list[str]]:
+    lines: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            lines.setdefault(key.strip(), []).append(value.strip())
+    return lines
+
+
+def test_clients_create_a_public_sso_client_and_replace_its_redirect_uris(
+    hub_environment: dict[str, str], tmp_path: Path
+) -> None:
+    env = {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"}
+    assert hub("migrate", env=env).exit_code == 0
+
+    created = hub(
+        "clients", "create", "--name", "Portal", "--owner", "hub", "--scopes", "openid,profile",
+        "--auth-method", "none", "--client-type", "public", "--first-party",
+        "--redirect-uri", "https://app.example/cb", "--redirect-uri", "http://127.0.0.1:8123/cb",
+        "--post-logout-redirect-uri", "https://app.example/bye",
+        env=env,
+    )  # fmt: skip
+
+    assert created.exit_code == 0, created.output
+    fields = _client_lines(created.stdout)
+    client_id = fields["client_id"][0]
+    assert "client_secret" not in fields
+    assert fields["redirect_uri"] == ["https://app.example/cb", "http://127.0.0.1:8123/cb"]
+    assert fields["post_logout"] == ["https://app.example/bye"]
+    listed = hub("clients", "list", env=env)
+    assert client_id in listed.stdout
+    assert "public" in listed.stdout
+
+    updated = hub(
+        "clients", "set-redirect-uris", client_id,
+        "--redirect-uri", "https://app.example/new", "--clear-post-logout",
+        env=env,
+    )  # fmt: skip
+    assert updated.exit_code == 0, updated.output
+    fields = _client_lines(updated.stdout)
+    assert fields["redirect_uri"] == ["https://app.example/new"]
+    assert "post_logout" not in fields
+
+
+def test_clients_create_a_confidential_code_flow_client(
+    hub_environment: dict[str, str], tmp_path: Path
+) -> None:
+    env = {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"}
+    assert hub("migrate", env=env).exit_code == 0
+    created = hub(
+        "clients", "create", "--name", "Web", "--owner", "vendor:w", "--scopes", "openid",
+        "--grant-types", "authorization_code,refresh_token",
+        "--redirect-uri", "https://web.example/cb",
+        env=env,
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output
+    assert "client_secret" in _client_lines(created.stdout)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--auth-method", "magic"], 2, "--auth-method is"),
+        (["--client-type", "hybrid"], 2, "--client-type is"),
+        (["--auth-method", "none"], 1, "confidential client must authenticate"),
+        (
+            ["--auth-method", "none", "--client-type", "public"],
+            1,
+            "at least one redirect URI",
+        ),
+        (
+            [
+                "--auth-method",
+                "none",
+                "--client-type",
+                "public",
+                "--redirect-uri",
+                "http://a.example/",
+            ],
+            1,
+            "http is allowed only for loopback",
+        ),
+        (
+            ["--redirect-uri", "https://a.example/#f", "--grant-types", "authorization_code"],
+            1,
+            "fragment",
+        ),
+        (["--grant-types", "authorization_code"], 1, "needs at least one redirect URI"),
+        (["--grant-types", "password"], 1, "unsupported grant types"),
+    ],
+)
+def test_clients_create_refusals_are_one_line_errors(
+    hub_environment: dict[str, str], tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    env = {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"}
+    assert hub("migrate", env=env).exit_code == 0
+    result = hub(
+        "clients", "create", "--name", "X", "--owner", "o", "--scopes", "openid", *args, env=env
+    )
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert hub("clients", "list", env=env).stdout.strip() == ""
+
+
+def test_clients_set_redirect_uris_refusals(
+    hub_environment: dict[str, str], tmp_path: Path
+) -> None:
+    env = {"HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"}
+    assert hub("migrate", env=env).exit_code == 0
+    created = hub(
+        "clients", "create", "--name", "Portal", "--owner", "hub", "--scopes", "openid",
+        "--auth-method", "none", "--client-type", "public",
+        "--redirect-uri", "https://app.example/cb",
+        env=env,
+    )  # fmt: skip
+    client_id = _client_lines(created.stdout)["client_id"][0]
+
+    bad = hub("clients", "set-redirect-uris", client_id, "--redirect-uri", "https://*.x/", env=env)
+    assert bad.exit_code == 1
+    assert "wildcards" in bad.stderr
+    both = hub(
+        "clients", "set-redirect-uris", client_id,
+        "--post-logout-redirect-uri", "https://app.example/bye", "--clear-post-logout",
+        env=env,
+    )  # fmt: skip
+    assert both.exit_code == 2
+    missing = hub(
+        "clients", "set-redirect-uris", "cli_0000000000000000", "--redirect-uri",
+        "https://app.example/cb", env=env,
+    )  # fmt: skip
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.stderr

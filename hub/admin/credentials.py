@@ -1,4 +1,4 @@
-"""Admin API for vendor platforms' credentials: OAuth clients and API keys.
+"""Admin API for credentials: OAuth clients (vendor platforms and SSO apps) and API keys.
 
 Secrets (a client secret, an API key) appear in exactly one answer, the one that created or
 rotated them, marked ``Cache-Control: no-store``; lists and reads never carry them, nor their
@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 import structlog
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from hub.admin.guard import admin_guard
-from hub.db.identity_store import ApiKeyRecord, AuthMethod, OAuthClient
+from hub.db.identity_store import ApiKeyRecord, AuthMethod, ClientType, OAuthClient
 from hub.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from hub.runtime import IdentityStores, Runtime
 
@@ -31,6 +31,7 @@ __all__ = [
     "ClientCreate",
     "ClientCreated",
     "ClientSecret",
+    "ClientUpdate",
     "ClientView",
 ]
 
@@ -44,13 +45,30 @@ _NO_STORE = CacheControlHeader(no_store=True)
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientCreate:
-    """A vendor platform's OAuth client to register."""
+    """An OAuth client to register: a vendor platform, or an application signing people in.
+
+    ``grant_types`` defaults to ``client_credentials`` for a confidential client and to
+    ``authorization_code`` and ``refresh_token`` for a public one.
+    """
 
     name: str
     owner: str
     scopes: tuple[str, ...]
     auth_method: AuthMethod
     jwks: dict[str, Any] | None = None
+    client_type: ClientType = "confidential"
+    grant_types: tuple[str, ...] | None = None
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    first_party: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientUpdate:
+    """New redirect URIs of a client; a field left out keeps its value."""
+
+    redirect_uris: tuple[str, ...] | None = None
+    post_logout_redirect_uris: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +84,10 @@ class ClientView:
     jwks: dict[str, Any] | None
     created_at: datetime
     disabled_at: datetime | None
+    client_type: ClientType
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    first_party: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +147,10 @@ def _client_fields(client: OAuthClient) -> dict[str, Any]:
         "jwks": client.jwks,
         "created_at": client.created_at,
         "disabled_at": client.disabled_at,
+        "client_type": client.client_type,
+        "redirect_uris": client.redirect_uris,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "first_party": client.first_party,
     }
 
 
@@ -173,8 +199,18 @@ class AdminCredentialsController(Controller):
             auth_method=data.auth_method,
             scopes=data.scopes,
             jwks=data.jwks,
+            grant_types=data.grant_types,
+            client_type=data.client_type,
+            redirect_uris=data.redirect_uris,
+            post_logout_redirect_uris=data.post_logout_redirect_uris,
+            first_party=data.first_party,
         )
-        log.info("admin.client_created", client_id=client.client_id, method=client.auth_method)
+        log.info(
+            "admin.client_created",
+            client_id=client.client_id,
+            method=client.auth_method,
+            client_type=client.client_type,
+        )
         return ClientCreated(**_client_fields(client), client_secret=secret)
 
     @get("/clients")
@@ -189,6 +225,19 @@ class AdminCredentialsController(Controller):
         client = await _stores(runtime).clients.get(client_id)
         if client is None:
             raise NotFound(f"client {client_id!r} does not exist")
+        return ClientView(**_client_fields(client))
+
+    @patch("/clients/{client_id:str}", status_code=HTTP_200_OK)
+    async def update_client(
+        self, runtime: RuntimeDep, client_id: FromPath[str], data: JSONBody[ClientUpdate]
+    ) -> ClientView:
+        """Replace a client's redirect URIs and/or post-logout redirect URIs."""
+        client = await _stores(runtime).clients.update_redirect_uris(
+            client_id,
+            redirect_uris=data.redirect_uris,
+            post_logout_redirect_uris=data.post_logout_redirect_uris,
+        )
+        log.info("admin.client_updated", client_id=client_id)
         return ClientView(**_client_fields(client))
 
     @post(

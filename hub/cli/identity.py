@@ -11,7 +11,14 @@ import typer
 
 from hub.cli._common import run_on_database, settings_or_exit
 from hub.db.engine import create_engine
-from hub.db.identity_store import ApiKeyStore, ClientStore, KeyStore
+from hub.db.identity_store import (
+    ApiKeyStore,
+    AuthMethod,
+    ClientStore,
+    ClientType,
+    KeyStore,
+    OAuthClient,
+)
 from hub.identity.keys import rotate_keys
 from hub.settings import Settings
 
@@ -19,7 +26,10 @@ __all__ = ["apikeys_app", "clients_app", "ensure_demo_credentials", "keys_app"]
 
 T = TypeVar("T")
 
-clients_app = typer.Typer(help="OAuth clients of vendor platforms.", no_args_is_help=True)
+clients_app = typer.Typer(
+    help="OAuth clients: vendor platforms and applications signing people in.",
+    no_args_is_help=True,
+)
 apikeys_app = typer.Typer(help="API keys (shown once, stored hashed).", no_args_is_help=True)
 keys_app = typer.Typer(help="The hub's token signing keys.", no_args_is_help=True)
 
@@ -30,6 +40,7 @@ def _scopes(text: str) -> list[str]:
 
 @clients_app.command("create")
 def clients_create(
+    *,
     name: Annotated[str, typer.Option(help="What the client is")],
     owner: Annotated[str, typer.Option(help="The vendor organisation that owns it")],
     scopes: Annotated[str, typer.Option(help="Scopes it may request, comma-separated")],
@@ -39,14 +50,41 @@ def clients_create(
     jwks: Annotated[
         Path | None, typer.Option(help="Public JWKS file (for private_key_jwt)")
     ] = None,
+    client_type: Annotated[
+        str,
+        typer.Option(help="confidential, or public (a browser or mobile app: --auth-method none)"),
+    ] = "confidential",
+    grant_types: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated: client_credentials, authorization_code, refresh_token "
+            "(default: client_credentials; authorization_code,refresh_token for public clients)"
+        ),
+    ] = None,
+    redirect_uri: Annotated[
+        list[str] | None, typer.Option(help="A redirect URI (repeat for more)")
+    ] = None,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None, typer.Option(help="A post-logout redirect URI (repeat for more)")
+    ] = None,
+    first_party: Annotated[
+        bool, typer.Option(help="One of the hub's own applications: no consent screen")
+    ] = False,
 ) -> None:
     """Register a client; its secret is printed once and stored only as a hash."""
-    if auth_method not in ("client_secret_basic", "private_key_jwt"):
-        typer.echo("error: --auth-method is client_secret_basic or private_key_jwt", err=True)
+    methods: dict[str, AuthMethod] = {
+        "client_secret_basic": "client_secret_basic",
+        "private_key_jwt": "private_key_jwt",
+        "none": "none",
+    }
+    types: dict[str, ClientType] = {"confidential": "confidential", "public": "public"}
+    if auth_method not in methods:
+        typer.echo("error: --auth-method is client_secret_basic, private_key_jwt or none", err=True)
         raise typer.Exit(2)
-    method: Literal["client_secret_basic", "private_key_jwt"] = (
-        "private_key_jwt" if auth_method == "private_key_jwt" else "client_secret_basic"
-    )
+    if client_type not in types:
+        typer.echo("error: --client-type is confidential or public", err=True)
+        raise typer.Exit(2)
+    method = methods[auth_method]
     key_set: dict[str, Any] | None = None
     if method == "private_key_jwt":
         if jwks is None:
@@ -57,13 +95,62 @@ def clients_create(
         key_set = json.loads(jwks.read_text(encoding="utf-8"))
     client, secret = run_on_database(
         lambda engine: ClientStore(engine).create(
-            name=name, owner=owner, auth_method=method, scopes=_scopes(scopes), jwks=key_set
+            name=name,
+            owner=owner,
+            auth_method=method,
+            scopes=_scopes(scopes),
+            jwks=key_set,
+            grant_types=None if grant_types is None else _scopes(grant_types),
+            client_type=types[client_type],
+            redirect_uris=redirect_uri or (),
+            post_logout_redirect_uris=post_logout_redirect_uri or (),
+            first_party=first_party,
         )
     )
     typer.echo(f"client_id:     {client.client_id}")
+    _echo_uris(client)
     if secret is not None:
         typer.echo(f"client_secret: {secret}")
         typer.echo("The secret is shown only now; the hub keeps a hash of it.")
+
+
+def _echo_uris(client: OAuthClient) -> None:
+    for uri in client.redirect_uris:
+        typer.echo(f"redirect_uri:  {uri}")
+    for uri in client.post_logout_redirect_uris:
+        typer.echo(f"post_logout:   {uri}")
+
+
+@clients_app.command("set-redirect-uris")
+def clients_set_redirect_uris(
+    client_id: str,
+    redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option(help="The new redirect URIs (repeat; omit to keep the current ones)"),
+    ] = None,
+    post_logout_redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option(help="The new post-logout redirect URIs (repeat; omit to keep)"),
+    ] = None,
+    clear_post_logout: Annotated[
+        bool, typer.Option(help="Remove every post-logout redirect URI")
+    ] = False,
+) -> None:
+    """Replace a client's redirect URIs and/or post-logout redirect URIs."""
+    if clear_post_logout and post_logout_redirect_uri:
+        typer.echo(
+            "error: --clear-post-logout and --post-logout-redirect-uri exclude each other",
+            err=True,
+        )
+        raise typer.Exit(2)
+    logout = [] if clear_post_logout else post_logout_redirect_uri
+    client = run_on_database(
+        lambda engine: ClientStore(engine).update_redirect_uris(
+            client_id, redirect_uris=redirect_uri, post_logout_redirect_uris=logout
+        )
+    )
+    typer.echo(f"client_id:     {client.client_id}")
+    _echo_uris(client)
 
 
 @clients_app.command("list")
@@ -72,8 +159,8 @@ def clients_list() -> None:
     for client in run_on_database(lambda engine: ClientStore(engine).list()):
         state = "disabled" if client.disabled_at else "active"
         typer.echo(
-            f"{client.client_id}  {state:<8} {client.auth_method:<19} {client.owner:<16} "
-            f"{client.name}  [{' '.join(client.scopes)}]"
+            f"{client.client_id}  {state:<8} {client.client_type:<12} {client.auth_method:<19} "
+            f"{client.owner:<16} {client.name}  [{' '.join(client.scopes)}]"
         )
 
 
