@@ -23,8 +23,14 @@ from hub.auth.internal import InternalTokenSigner
 from hub.auth.jwks import JwksCache
 from hub.auth.principal import Principal
 from hub.auth.verify import IssuerConfig, TokenVerifier
+from hub.backends.ephemeral.base import EphemeralStore
 from hub.backends.events.base import EventBus
-from hub.backends.factory import build_event_bus, build_limiter, build_notifier
+from hub.backends.factory import (
+    build_ephemeral_store,
+    build_event_bus,
+    build_limiter,
+    build_notifier,
+)
 from hub.backends.notifier.base import ConfigNotifier
 from hub.config.loader import document_from_raw, load_directory
 from hub.config.model import AuthSpec, ConfigDocument
@@ -36,12 +42,19 @@ from hub.db.identity_store import (
     ApiKeyStore,
     AssertionLedger,
     ClientStore,
+    ConsentStore,
     KeyStore,
+    RefreshTokenStore,
     RevocationStore,
 )
 from hub.db.migrate import current_revision, head_revision, migrate
+from hub.db.person_store import PersonStore
 from hub.errors import BackendUnavailable, ConfigError, HubError
+from hub.identity.authz_request import AuthorizationRequests
 from hub.identity.keys import KeyRing
+from hub.identity.lockout import LoginThrottle
+from hub.identity.passwords import PasswordHasher
+from hub.identity.sessions import SessionManager, cookie_name
 from hub.ops.metrics import Metrics
 from hub.ratelimit.base import RateLimitStore
 from hub.settings import Settings
@@ -68,13 +81,16 @@ class LocalRevocations(RevocationStore):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IdentityStores:
-    """The identity tables, as the OAuth endpoints and the CLI use them."""
+    """The identity tables, as the OAuth endpoints, the sign-in pages and the CLI use them."""
 
     keys: KeyStore
     clients: ClientStore
     api_keys: ApiKeyStore
     ledger: AssertionLedger
     revocations: RevocationStore
+    persons: PersonStore
+    refresh_tokens: RefreshTokenStore
+    consents: ConsentStore
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +138,17 @@ class Runtime:
         self._api_keys: ApiKeyVerifier | None = None
         self._signer: InternalTokenSigner | None = None
         self._authenticator: Authenticator | None = None
+        # SSO state. The ephemeral store's client connects lazily, so everything built on it
+        # exists from construction on; start() checks it and aclose() releases it.
+        self.ephemeral: EphemeralStore = build_ephemeral_store(settings)
+        self.sessions = SessionManager(
+            self.ephemeral,
+            idle_seconds=settings.session_idle_seconds,
+            max_seconds=settings.session_max_seconds,
+        )
+        self.authz_requests = AuthorizationRequests(self.ephemeral)
+        self.passwords = PasswordHasher()
+        self.login_throttle = LoginThrottle()
 
     def _breaker_changed(
         self, upstream_id: str, target: Target, old: BreakerState, new: BreakerState
@@ -148,6 +175,7 @@ class Runtime:
         self.events = build_event_bus(settings)
         await self.notifier.start()
         await self.events.start()
+        await self.ephemeral.start()
         await self._start_identity()
         try:
             await self._load_active(self.store)
@@ -170,6 +198,9 @@ class Runtime:
             api_keys=ApiKeyStore(engine),
             ledger=AssertionLedger(engine),
             revocations=LocalRevocations(engine, self._revoked.add),
+            persons=PersonStore(engine),
+            refresh_tokens=RefreshTokenStore(engine),
+            consents=ConsentStore(engine),
         )
         self.keyring = await KeyRing.load(self.identity.keys, settings)
         self._revoked.update(await self.identity.revocations.active())
@@ -223,7 +254,14 @@ class Runtime:
             jwks=self._jwks,
             is_revoked=self._revoked.__contains__,
         )
-        return Authenticator(tokens=tokens, api_keys=self._api_keys)
+        return Authenticator(
+            tokens=tokens,
+            api_keys=self._api_keys,
+            # Session callers are vouched for by the hub's issuer (always set from HUB_*).
+            sessions=self.sessions if settings.issuer else None,
+            session_cookie=cookie_name(settings.session_cookie_secure),
+            issuer=settings.issuer,
+        )
 
     async def authenticate(
         self, spec: AuthSpec, headers: Sequence[tuple[bytes, bytes]]
@@ -276,7 +314,7 @@ class Runtime:
         await self.registry.aclose()
         if self._http is not None:
             await self._http.aclose()
-        for closer in (self.notifier, self.events, self.limiter):
+        for closer in (self.notifier, self.events, self.limiter, self.ephemeral):
             if closer is not None:
                 with contextlib.suppress(Exception):
                     await closer.aclose()
@@ -379,6 +417,8 @@ class Runtime:
             probes.append(("redis", self.limiter.check))
         if self.settings.redis_url and self.notifier is not None:
             probes.append(("config_notifier", self.notifier.check))
+        if self.settings.redis_url:
+            probes.append(("ephemeral", self.ephemeral.check))
         if self.settings.amqp_url and self.events is not None:
             probes.append(("rabbitmq", self.events.check))
         for name, probe in probes:

@@ -218,7 +218,7 @@ def test_readyz_checks_every_configured_backend(ops: OpsHub) -> None:
     assert body["status"] == "ready"
     expected = {"config", "database"}
     if ops.backend == "real":
-        expected |= {"redis", "config_notifier", "rabbitmq"}
+        expected |= {"redis", "config_notifier", "ephemeral", "rabbitmq"}
     assert set(body["checks"]) == expected
     assert all(check["ok"] for check in body["checks"].values()), body
     assert body["checks"]["config"]["detail"] == f"version {active_version(ops)}"
@@ -261,6 +261,7 @@ def test_readyz_fails_while_redis_is_cut_and_recovers_without_restart(real_ops: 
         body = wait_ready(real_ops, 503).json()
         assert body["checks"]["redis"]["ok"] is False
         assert body["checks"]["config_notifier"]["ok"] is False
+        assert body["checks"]["ephemeral"]["ok"] is False
         assert body["checks"]["database"]["ok"] is True
         assert body["checks"]["rabbitmq"]["ok"] is True
         assert real_ops.get("/ops/during-outage").status_code == 200
@@ -269,6 +270,7 @@ def test_readyz_fails_while_redis_is_cut_and_recovers_without_restart(real_ops: 
     body = wait_ready(real_ops, 200).json()
     assert body["checks"]["redis"]["ok"] is True
     assert body["checks"]["config_notifier"]["ok"] is True
+    assert body["checks"]["ephemeral"]["ok"] is True
     assert real_ops.hub.process.poll() is None
 
 
