@@ -13,12 +13,20 @@ from urllib.parse import quote
 
 import structlog
 
+from hub.auth.assurance import is_navigation, require_acr
 from hub.auth.authenticator import CREDENTIAL_HEADERS
+from hub.auth.session import (
+    SAFE_METHODS,
+    check_same_origin,
+    origin_of,
+    without_session_cookies,
+)
 from hub.config.model import RateLimitSpec
 from hub.errors import (
     BackendUnavailable,
     HeadersTooLarge,
     HubError,
+    InsufficientUserAuthentication,
     InvalidHeader,
     MethodNotAllowed,
     RateLimited,
@@ -31,7 +39,7 @@ from hub.problems import problem_body, problem_headers
 from hub.proxy.forward import ClientGone, Exchange, Forwarder, ResponseAborted
 from hub.proxy.headers import client_address, request_id_from
 from hub.ratelimit.base import Decision
-from hub.routing.normalise import normalise_path
+from hub.routing.normalise import encode_path, normalise_path
 from hub.runtime import Runtime
 from hub.settings import Settings
 
@@ -95,6 +103,8 @@ class Gateway:
         self._max_url = settings.max_url_length
         self._max_headers = settings.max_header_bytes
         self._access_log = settings.access_log
+        # Pages that may change state with the session cookie are the hub's own origin's.
+        self._origin = origin_of(settings.issuer) or settings.issuer
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -149,6 +159,18 @@ class Gateway:
             if route.auth is not None:
                 principal = await self.runtime.authenticate(route.auth, headers)
                 consumer = principal.client_id or principal.subject
+                if principal.via_session and method not in SAFE_METHODS:
+                    check_same_origin(headers, self._origin)
+                if route.auth.acr is not None:
+                    try:
+                        require_acr(route.auth.acr, principal, target=_target(path, query))
+                    except InsufficientUserAuthentication as step_up:
+                        if not (principal.via_session and is_navigation(method, headers)):
+                            raise
+                        # A page load: the browser signs in again and comes back, no JSON.
+                        status = 303
+                        await self._redirect(send, str(step_up.extra["step_up"]), request_id)
+                        return
                 consumed = CREDENTIAL_HEADERS
                 internal_token = self.runtime.internal_token(principal, upstream_id)
             limit = snapshot.limits.get(route_id)
@@ -169,8 +191,10 @@ class Gateway:
                             f"rate limit reached; retry in {retry_after} s",
                             headers={**dict(extra_headers), "Retry-After": retry_after},
                         )
+            # The session cookie is the hub's credential, whatever the route: never upstream.
+            stripped = without_session_cookies(headers)
             await self.forward(
-                scope,
+                scope if stripped is None else {**scope, "headers": stripped},
                 receive,
                 _with_headers(send, extra_headers) if extra_headers else send,
                 match=match,
@@ -232,6 +256,22 @@ class Gateway:
                 )
 
     @staticmethod
+    async def _redirect(send: Any, location: str, request_id: str) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 303,
+                "headers": [
+                    (b"location", location.encode("latin-1")),
+                    (b"content-length", b"0"),
+                    (b"cache-control", b"no-store"),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
     async def _problem(send: Any, error: HubError, request_id: str, instance: str) -> None:
         body = problem_body(error, request_id=request_id, instance=instance)
         await send(
@@ -242,6 +282,12 @@ class Gateway:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _target(path: str, query: bytes) -> str:
+    """The request's path and query as a local URL, for a browser to come back to."""
+    target = encode_path(path)
+    return f"{target}?{query.decode('latin-1')}" if query else target
 
 
 def _with_headers(send: Any, extra: list[tuple[str, str]]) -> Any:

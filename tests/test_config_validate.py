@@ -415,6 +415,45 @@ def test_invalid_routes_are_left_out_of_the_shadow_check() -> None:
     assert issues(raw) == ["$.routes[0].upstream: 'visa' is not a defined upstream"]
 
 
+# --- auth ------------------------------------------------------------------------------------
+
+
+def test_auth_accepts_the_session_method_and_a_level() -> None:
+    auth = {"methods": ["session", "jwt"], "scopes": ["a.read"], "acr": "urn:hub:acr:mfa"}
+    (item,) = document_from_raw(doc(routes=[route(auth=auth)])).routes
+    assert item.auth is not None
+    assert (item.auth.methods, item.auth.scopes, item.auth.acr) == (
+        ("session", "jwt"),
+        ("a.read",),
+        "urn:hub:acr:mfa",
+    )
+
+
+def test_an_unknown_auth_method_or_level_is_refused() -> None:
+    auth = {"methods": ["cookie"], "acr": "loa4"}
+    assert issues(doc(routes=[route(auth=auth)])) == [
+        "$.routes[0].auth.acr: 'loa4' is not one of"
+        " ['urn:hub:acr:pwd', 'urn:hub:acr:mfa', 'urn:hub:acr:national-idp']",
+        "$.routes[0].auth.methods[0]: 'cookie' is not one of ['jwt', 'api_key', 'session']",
+    ]
+
+
+def test_scopes_on_a_session_only_route_can_never_be_met() -> None:
+    auth = {"methods": ["session"], "scopes": ["a.read"]}
+    assert issues(doc(routes=[route(auth=auth)])) == [
+        "$.routes[0].auth.scopes: a session carries no OAuth scopes, so a route accepting only"
+        " 'session' can never be called; drop the scopes or accept 'jwt' as well"
+    ]
+
+
+def test_a_level_on_an_api_key_only_route_can_never_be_met() -> None:
+    auth = {"methods": ["api_key"], "acr": "urn:hub:acr:pwd"}
+    assert issues(doc(routes=[route(auth=auth)])) == [
+        "$.routes[0].auth.acr: an API key has no person behind it, so a route accepting only"
+        " 'api_key' can never meet an acr minimum; accept 'jwt' or 'session' as well"
+    ]
+
+
 # --- helpers ---------------------------------------------------------------------------------
 
 

@@ -22,7 +22,12 @@ Kind = Literal["client", "person", "api_key", "anonymous"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Principal:
-    """An authenticated caller; ``expires_at`` is when its credential stops being valid (epoch)."""
+    """An authenticated caller; ``expires_at`` is when its credential stops being valid (epoch).
+
+    ``via_session`` marks a person who came with the hub's session cookie, i.e. a browser: such
+    a request is held to the same-origin check on unsafe methods, and can be sent to sign in
+    again when the route asks for a stronger ``acr``.
+    """
 
     subject: str
     kind: Kind
@@ -33,6 +38,7 @@ class Principal:
     establishment: str | None = None
     token_id: str | None = None
     expires_at: float | None = None
+    via_session: bool = False
 
 
 ANONYMOUS = Principal(subject="anonymous", kind="anonymous", issuer="")

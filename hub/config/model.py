@@ -102,10 +102,16 @@ class RateLimitSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthSpec:
-    """Who may call a route: accepted credentials (``jwt``, ``api_key``) and required scopes."""
+    """Who may call a route: accepted credentials, required scopes and minimum assurance.
+
+    ``methods`` holds ``jwt``, ``api_key`` and ``session`` (the hub's session cookie); ``acr``
+    is one of :data:`hub.identity.acr.ACR_LEVELS`, the weakest sign-in the person behind the
+    call may have made (``None``: any, or no person at all).
+    """
 
     methods: tuple[str, ...]
     scopes: tuple[str, ...] = ()
+    acr: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

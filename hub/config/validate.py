@@ -42,6 +42,7 @@ RESERVED_PATHS: tuple[str, ...] = (
     "/api/catalog",
     "/.well-known",
     "/oauth2",
+    "/account",
 )
 STANDARD_METHODS: frozenset[str] = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -222,6 +223,10 @@ def _route_issues(
                 )
             seen.add(name.lower())
 
+    auth = item.get("auth")
+    if isinstance(auth, dict):
+        yield from _auth_issues((*at, "auth"), auth)
+
     timeouts = item.get("timeouts")
     if isinstance(timeouts, dict):
         yield from _not_above((*at, "timeouts"), timeouts, TimeoutSpec(), "connect", "total")
@@ -229,6 +234,27 @@ def _route_issues(
     if isinstance(retries, dict):
         yield from _not_above(
             (*at, "retries"), retries, RetrySpec(), "backoff_initial", "backoff_max"
+        )
+
+
+def _auth_issues(at: JsonPath, auth: Mapping[str, Any]) -> Iterator[Issue]:
+    """Requirements that no caller the route accepts could ever meet."""
+    methods = auth.get("methods")
+    if not isinstance(methods, list) or not methods:
+        return
+    accepted = {method for method in methods if isinstance(method, str)}
+    scopes = auth.get("scopes")
+    if accepted == {"session"} and isinstance(scopes, list) and scopes:
+        yield Issue(
+            path=(*at, "scopes"),
+            reason="a session carries no OAuth scopes, so a route accepting only 'session'"
+            " can never be called; drop the scopes or accept 'jwt' as well",
+        )
+    if isinstance(auth.get("acr"), str) and accepted == {"api_key"}:
+        yield Issue(
+            path=(*at, "acr"),
+            reason="an API key has no person behind it, so a route accepting only 'api_key'"
+            " can never meet an acr minimum; accept 'jwt' or 'session' as well",
         )
 
 
