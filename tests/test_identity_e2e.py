@@ -282,7 +282,10 @@ def test_discovery_names_the_endpoints(hub: HubProcess) -> None:
     assert set(document["token_endpoint_auth_methods_supported"]) == {
         "client_secret_basic",
         "private_key_jwt",
+        "none",  # public clients, for the authorization code grant with PKCE
     }
+    assert document["authorization_endpoint"] == f"{document['issuer']}/oauth2/authorize"
+    assert document["code_challenge_methods_supported"] == ["S256"]
 
 
 def test_a_consumer_limit_counts_each_consumer_apart(

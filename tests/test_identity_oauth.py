@@ -47,6 +47,8 @@ from hub.db.identity_store import (
     RevocationStore,
     StoredKey,
 )
+from hub.db.person_store import PersonStore
+from hub.db.refresh_store import RefreshTokenStore
 from hub.errors import ConfigError
 from hub.identity.endpoints import identity_router
 from hub.identity.keys import KeyRing, generate_key
@@ -75,6 +77,8 @@ class Identity:
     clients: ClientStore
     ledger: AssertionLedger
     revocations: RevocationStore
+    persons: PersonStore | None = None
+    refresh_tokens: RefreshTokenStore | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,8 @@ def _stores(engine: AsyncEngine) -> Identity:
         clients=ClientStore(engine),
         ledger=AssertionLedger(engine),
         revocations=RevocationStore(engine),
+        persons=PersonStore(engine),
+        refresh_tokens=RefreshTokenStore(engine),
     )
 
 
@@ -353,29 +359,50 @@ async def test_discovery_document(offline: AsyncTestClient[Litestar]) -> None:
     assert response.status_code == 200
     assert response.headers["cache-control"] == "public, max-age=60"
     document = response.json()
+    methods = ["client_secret_basic", "private_key_jwt"]
+    algorithms = ["RS256", "ES256", "EdDSA"]
     assert document == {
         "issuer": ISSUER,
-        "jwks_uri": ISSUER + "/.well-known/jwks.json",
+        "authorization_endpoint": ISSUER + "/oauth2/authorize",
         "token_endpoint": TOKEN_URL,
+        "userinfo_endpoint": ISSUER + "/oauth2/userinfo",
+        "end_session_endpoint": ISSUER + "/oauth2/logout",
+        "jwks_uri": ISSUER + "/.well-known/jwks.json",
         "introspection_endpoint": INTROSPECT_URL,
         "revocation_endpoint": REVOKE_URL,
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "scopes_supported": [],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
-        "introspection_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
-        "revocation_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "national_id"],
+        "claims_supported": document["claims_supported"],
+        "acr_values_supported": [
+            "urn:hub:acr:pwd",
+            "urn:hub:acr:mfa",
+            "urn:hub:acr:national-idp",
+        ],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": [*methods, "none"],
+        "token_endpoint_auth_signing_alg_values_supported": algorithms,
+        "introspection_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": algorithms,
+        "revocation_endpoint_auth_methods_supported": [*methods, "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": algorithms,
+        "authorization_response_iss_parameter_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }
+    assert {"sub", "acr", "auth_time", "nonce", "at_hash", "national_id"} <= set(
+        document["claims_supported"]
+    )
     # authlib's RFC 8414 validators accept every member this release publishes.
     metadata = AuthorizationServerMetadata(document)
     for member in document:
         validate = getattr(metadata, f"validate_{member}", None)
-        if member != "response_types_supported" and validate is not None:
+        if validate is not None:
             validate()
 
 
@@ -432,16 +459,18 @@ async def test_malformed_bodies_are_invalid_request_never_a_crash(
     _assert_oauth_error(twice, 400, "invalid_request", "two Authorization headers")
 
 
-async def test_only_the_client_credentials_grant_is_supported(
+async def test_only_the_hub_s_grants_are_supported(
     offline: AsyncTestClient[Litestar],
 ) -> None:
     # The grant type is checked before the client is looked up: no store behind this client.
-    for grant in ("password", "authorization_code", "refresh_token", 'x"y\\z'):
+    for grant in ("password", "implicit", "urn:ietf:params:oauth:grant-type:jwt-bearer", 'x"y\\z'):
         response = await offline.post(
             "/oauth2/token", data={"grant_type": grant}, auth=("cli_x", "secret")
         )
         body = _assert_oauth_error(response, 400, "unsupported_grant_type", grant)
-        assert body["error_description"] == "only the client_credentials grant is supported"
+        assert body["error_description"] == (
+            "the supported grants are authorization_code, refresh_token and client_credentials"
+        )
 
     missing = await offline.post("/oauth2/token", data={"scope": "a"}, auth=("cli_x", "secret"))
     _assert_oauth_error(missing, 400, "invalid_request", "no grant_type")

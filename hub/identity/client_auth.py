@@ -1,5 +1,7 @@
 """How a client proves who it is at the OAuth endpoints: ``client_secret_basic`` or
-``private_key_jwt`` (RFC 7523), as authlib client authentication methods.
+``private_key_jwt`` (RFC 7523), as authlib client authentication methods. A public client
+(a browser or mobile app) cannot keep a secret: it uses authlib's ``none`` method, and only for
+the person grants, where PKCE binds the code to the app that asked for it.
 
 :class:`HubClient` is a registered client as authlib sees it. Client secrets are compared by
 SHA-256 digest in constant time. A client assertion must be signed with an asymmetric algorithm
@@ -95,14 +97,15 @@ class HubClient(ClientMixin):  # type: ignore[misc]
         return self.record.client_id
 
     def get_default_redirect_uri(self) -> str | None:
-        return None  # no redirect-based grant yet
+        return None  # the authorization endpoint requires redirect_uri
 
     def get_allowed_scope(self, scope: str) -> str:
         allowed = set(self.record.scopes)
         return " ".join(name for name in parse_scope(scope) if name in allowed)
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
+        # Exact string comparison (RFC 9700 §4.1.3): no normalisation, no prefix match.
+        return redirect_uri in self.record.redirect_uris
 
     def check_client_secret(self, client_secret: str) -> bool:
         stored = self.record.secret_hash
@@ -112,7 +115,7 @@ class HubClient(ClientMixin):  # type: ignore[misc]
         return self.enabled and method == self.record.auth_method
 
     def check_response_type(self, response_type: str) -> bool:
-        return False
+        return response_type == "code" and self.check_grant_type("authorization_code")
 
     def check_grant_type(self, grant_type: str) -> bool:
         return self.enabled and grant_type in self.record.grant_types

@@ -1,18 +1,21 @@
-"""The hub's OAuth 2.0 / OpenID Connect endpoints for vendor platforms, as a Litestar router.
+"""The hub's OAuth 2.0 / OpenID Connect endpoints, as a Litestar router.
 
 ``GET /.well-known/openid-configuration`` and ``GET /.well-known/jwks.json`` publish what a
 client or relying party needs; ``POST /oauth2/token``, ``/oauth2/introspect`` and
 ``/oauth2/revoke`` hand a checked form to :class:`~hub.identity.oauth.HubAuthorizationServer`.
+The browser-facing SSO endpoints live in their own modules: ``/oauth2/authorize``
+(:mod:`hub.identity.authorize`), ``/oauth2/userinfo`` (:mod:`hub.identity.userinfo`) and
+``/oauth2/logout`` (:mod:`hub.identity.logout`).
 
-The handlers take their collaborators from ``request.app.state``:
+The token-side handlers take their collaborators from ``request.app.state``:
 
 - ``settings``: :class:`~hub.settings.Settings` (``issuer``, ``audience``, token lifetimes);
 - ``keyring``: :class:`~hub.identity.keys.KeyRing`, loaded;
-- ``identity``: an object with ``clients`` (ClientStore), ``ledger`` (AssertionLedger) and
-  ``revocations`` (RevocationStore).
+- ``identity``: the identity stores (:class:`~hub.identity.oauth.IdentityStores`);
+- ``runtime`` (optional): its ``ephemeral`` store holds the authorization codes.
 
 The authorization server built from them is kept in ``app.state.identity_oauth_server`` and
-rebuilt if any of the three is replaced.
+rebuilt if any of them is replaced.
 """
 
 from __future__ import annotations
@@ -24,9 +27,16 @@ from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
 
+from hub.backends.ephemeral.base import EphemeralStore
 from hub.errors import ServiceUnavailable
+from hub.identity.acr import ACR_LEVELS
+from hub.identity.authorize import AUTHORIZE_PATH, authorize
 from hub.identity.client_auth import ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS
+from hub.identity.codes import AuthorizationCodes
+from hub.identity.grants import PKCE_METHOD
+from hub.identity.id_tokens import CLAIMS_SUPPORTED, OIDC_SCOPES
 from hub.identity.keys import KeyRing
+from hub.identity.logout import LOGOUT_PATH, logout, logout_confirmed
 from hub.identity.oauth import (
     GRANT_TYPES,
     INTROSPECTION_PATH,
@@ -38,6 +48,7 @@ from hub.identity.oauth import (
     oauth_error_response,
 )
 from hub.identity.tokens import ACCESS_TOKEN_ALGORITHM, TokenIssuer
+from hub.identity.userinfo import USERINFO_PATH, userinfo
 from hub.problems import REQUEST_ID_STATE_KEY
 from hub.settings import Settings
 
@@ -67,27 +78,42 @@ class _Malformed(Exception):
 def discovery_document(
     settings: Settings, *, scopes_supported: tuple[str, ...] = ()
 ) -> dict[str, Any]:
-    """The OpenID Provider / RFC 8414 metadata of the hub."""
+    """The OpenID Provider / RFC 8414 metadata of the hub.
+
+    ``scopes_supported`` adds API scopes to the OpenID Connect ones.
+    """
     issuer = settings.issuer
     auth_methods = list(CLIENT_AUTH_METHODS)
     signing_algs = list(ASSERTION_ALGORITHMS)
     return {
         "issuer": issuer,
-        "jwks_uri": issuer + JWKS_PATH,
+        "authorization_endpoint": issuer + AUTHORIZE_PATH,
         "token_endpoint": issuer + TOKEN_PATH,
+        "userinfo_endpoint": issuer + USERINFO_PATH,
+        "end_session_endpoint": issuer + LOGOUT_PATH,
+        "jwks_uri": issuer + JWKS_PATH,
         "introspection_endpoint": issuer + INTROSPECTION_PATH,
         "revocation_endpoint": issuer + REVOCATION_PATH,
         "grant_types_supported": list(GRANT_TYPES),
-        "response_types_supported": [],
-        "scopes_supported": list(scopes_supported),
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": [PKCE_METHOD],
+        "scopes_supported": list(dict.fromkeys((*OIDC_SCOPES, *scopes_supported))),
+        "claims_supported": list(CLAIMS_SUPPORTED),
+        "acr_values_supported": list(ACR_LEVELS),
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [ACCESS_TOKEN_ALGORITHM],
+        "token_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "token_endpoint_auth_signing_alg_values_supported": signing_algs,
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": [*auth_methods, "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
-        "id_token_signing_alg_values_supported": [ACCESS_TOKEN_ALGORITHM],
-        "subject_types_supported": ["public"],
+        "authorization_response_iss_parameter_supported": True,
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
     }
 
 
@@ -103,17 +129,24 @@ def _server(request: Request[Any, Any, Any]) -> HubAuthorizationServer:
     keyring: KeyRing = _state(request, "keyring")
     identity: IdentityStores = _state(request, "identity")
     state: State = request.app.state
+    ephemeral: EphemeralStore | None = getattr(state.get("runtime"), "ephemeral", None)
     server = state.get(_SERVER_STATE_KEY)
     if (
         isinstance(server, HubAuthorizationServer)
         and server.settings is settings
         and server.stores is identity
         and server.tokens.keyring is keyring
+        and (None if server.codes is None else server.codes.store) is ephemeral
     ):
         return server
     # Two first requests racing build two equivalent servers; either one serves.
+    codes = (
+        None
+        if ephemeral is None
+        else AuthorizationCodes(ephemeral, lifetime=settings.auth_code_seconds)
+    )
     server = HubAuthorizationServer(
-        settings=settings, stores=identity, tokens=TokenIssuer(keyring, settings)
+        settings=settings, stores=identity, tokens=TokenIssuer(keyring, settings), codes=codes
     )
     state[_SERVER_STATE_KEY] = server
     return server
@@ -199,7 +232,7 @@ def jwks(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
 
 @post(TOKEN_PATH, status_code=200, tags=["identity"])
 async def token(request: Request[Any, Any, Any]) -> Response[Any]:
-    """The token endpoint: ``grant_type=client_credentials`` (RFC 6749 §4.4)."""
+    """The token endpoint: ``authorization_code``, ``refresh_token``, ``client_credentials``."""
     server = _server(request)
     form = await _form_or_error(request)
     if isinstance(form, Response):
@@ -233,4 +266,17 @@ async def revoke(request: Request[Any, Any, Any]) -> Response[Any]:
 
 def identity_router() -> Router:
     """The identity endpoints, mounted at the root of the hub's Litestar app."""
-    return Router(path="/", route_handlers=[openid_configuration, jwks, token, introspect, revoke])
+    return Router(
+        path="/",
+        route_handlers=[
+            openid_configuration,
+            jwks,
+            authorize,
+            token,
+            userinfo,
+            introspect,
+            revoke,
+            logout,
+            logout_confirmed,
+        ],
+    )

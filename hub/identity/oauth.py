@@ -1,19 +1,24 @@
-"""The hub's OAuth 2.0 authorization server: authlib's, served by Litestar, over our stores.
+"""The hub's OAuth 2.0 / OpenID Connect authorization server: authlib's, served by Litestar.
 
-authlib runs the protocol: grant selection, client authentication, the client credentials grant,
-introspection (RFC 7662) and revocation (RFC 7009). authlib is synchronous and the identity
-stores are async, so each request runs authlib in a worker thread (``anyio.to_thread``) and the
-hooks below reach the stores on the event loop with ``anyio.from_thread.run``. authlib's flow
-stays as its authors designed it, and RSA signing does not block the event loop meanwhile.
+authlib runs the token endpoint's protocol: grant selection, client authentication, the client
+credentials grant, the authorization code grant with PKCE and the refresh token grant
+(:mod:`hub.identity.grants`), introspection (RFC 7662) and revocation (RFC 7009)
+(:mod:`hub.identity.introspection`). The authorization endpoint is the hub's own
+(:mod:`hub.identity.authorize`): it lives across the login and consent pages, which authlib's
+request-bound authorization flow does not model. authlib is synchronous and the stores are
+async, so each request runs authlib in a worker thread (``anyio.to_thread``) and the methods
+below reach the stores on the event loop with ``anyio.from_thread.run``. RSA signing does not
+block the event loop meanwhile.
 
-Clients authenticate with ``client_secret_basic`` or ``private_key_jwt`` (RFC 7523), nothing
-else. Access tokens are JWTs (:mod:`hub.identity.tokens`): nothing is stored when one is issued,
-and a revoked one is remembered by its ``jti`` until it would have expired.
+Confidential clients authenticate with ``client_secret_basic`` or ``private_key_jwt`` (RFC 7523);
+public clients with ``none``, for the person grants only. Access tokens are JWTs
+(:mod:`hub.identity.tokens`): nothing is stored when one is issued, and a revoked one is
+remembered by its ``jti`` until it would have expired. Refresh tokens are opaque and stored by
+digest (:mod:`hub.db.refresh_store`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,27 +32,41 @@ from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
     AuthorizationServer,
     ClientCredentialsGrant,
     InvalidClientError,
-    InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
     OAuth2Error,
     OAuth2Request,
-    TokenMixin,
 )
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload  # type: ignore[import-untyped]
-from authlib.oauth2.rfc7009 import RevocationEndpoint  # type: ignore[import-untyped]
-from authlib.oauth2.rfc7662 import IntrospectionEndpoint  # type: ignore[import-untyped]
 from litestar import Response
 from litestar.enums import MediaType
 
+from hub.db.consent_store import ConsentStore
 from hub.db.identity_store import AssertionLedger, ClientStore, RevocationStore
+from hub.db.person_store import PersonStore
+from hub.db.refresh_store import RefreshTokenStore
 from hub.errors import ConfigError, InvalidToken
+from hub.identity._grant_stores import PersonGrantStores
 from hub.identity.client_auth import (
     CLIENT_AUTH_METHODS,
     HubClient,
     PrivateKeyJWT,
     client_secret_basic,
     parse_scope,
+)
+from hub.identity.codes import AuthorizationCodes
+from hub.identity.grants import (
+    AuthorizationCodeGrant,
+    IdTokenExtension,
+    PkceS256,
+    RefreshTokenGrant,
+)
+from hub.identity.id_tokens import IdTokens
+from hub.identity.introspection import (
+    AccessTokenRecord,
+    Introspection,
+    RefreshTokenRecord,
+    Revocation,
 )
 from hub.identity.tokens import AccessClaims, TokenIssuer
 from hub.settings import Settings
@@ -69,15 +88,16 @@ log = structlog.get_logger("hub.identity")
 TOKEN_PATH: Final = "/oauth2/token"  # noqa: S105 - a path
 INTROSPECTION_PATH: Final = "/oauth2/introspect"
 REVOCATION_PATH: Final = "/oauth2/revoke"
-GRANT_TYPES: Final = ("client_credentials",)
-#: A client holding this scope may introspect any token; others only their own.
+GRANT_TYPES: Final = ("authorization_code", "refresh_token", "client_credentials")
+#: A client holding this scope may introspect any access token; others only their own.
 INTROSPECTION_SCOPE: Final = "hub:introspect"
 
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _BASIC_CHALLENGE: Final = 'Basic realm="hub"'
 # For errors authlib raises without a description.
 _DESCRIPTIONS: Final = {
-    "unsupported_grant_type": "only the client_credentials grant is supported",
+    "unsupported_grant_type": "the supported grants are authorization_code, refresh_token and"
+    " client_credentials",
     "invalid_scope": "the requested scope is invalid",
     "invalid_grant": "the grant is invalid",
     "unauthorized_client": "the client may not use this grant type",
@@ -97,6 +117,15 @@ class IdentityStores(Protocol):
 
     @property
     def revocations(self) -> RevocationStore: ...
+
+    @property
+    def persons(self) -> PersonStore: ...
+
+    @property
+    def refresh_tokens(self) -> RefreshTokenStore: ...
+
+    @property
+    def consents(self) -> ConsentStore: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,94 +189,14 @@ class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
             raise InvalidScopeError(f"the client may not request: {' '.join(refused)}")
 
 
-class _AccessToken(TokenMixin):  # type: ignore[misc]
-    def __init__(self, claims: AccessClaims, server: HubAuthorizationServer) -> None:
-        self.claims = claims
-        self._server = server
-
-    def check_client(self, client: HubClient) -> bool:
-        return client.client_id == self.claims.client_id
-
-    def get_scope(self) -> str:
-        return self.claims.scope
-
-    def get_expires_in(self) -> int:
-        return self.claims.exp - self.claims.iat
-
-    def is_expired(self) -> bool:
-        return self.claims.exp <= time.time()
-
-    def is_revoked(self) -> bool:
-        return self._server.is_revoked(self.claims.jti)
-
-    def get_user(self) -> None:
-        return None
-
-
-def _check_token_param(request: _Request) -> None:
-    # Any token_type_hint is accepted and ignored: the hub only has one kind of token to look
-    # for, and RFC 7009 §2.1 / RFC 7662 §2.1 say to search every kind anyway.
-    if not request.form.get("token"):
-        raise InvalidRequestError("the token parameter is required")
-
-
-class _Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
-
-    def check_params(self, request: _Request, client: HubClient) -> None:
-        _check_token_param(request)
-
-    def query_token(self, token_string: str, token_type_hint: str | None) -> _AccessToken | None:
-        token: _AccessToken | None = self.server.read_token(token_string)
-        return token
-
-    def check_permission(self, token: _AccessToken, client: HubClient, request: _Request) -> bool:
-        # Another client's token looks inactive, so a vendor cannot scan for valid tokens.
-        return token.check_client(client) or self.server.introspection_scope in client.record.scopes
-
-    def introspect_token(self, token: _AccessToken) -> dict[str, Any]:
-        claims = token.claims
-        return {
-            "active": True,
-            "scope": claims.scope,
-            "client_id": claims.client_id,
-            "sub": claims.sub,
-            "exp": claims.exp,
-            "iat": claims.iat,
-            "iss": claims.iss,
-            "aud": claims.aud,
-            "jti": claims.jti,
-            "token_type": "Bearer",
-        }
-
-
-class _Revocation(RevocationEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
-
-    def check_params(self, request: _Request, client: HubClient) -> None:
-        _check_token_param(request)
-
-    def query_token(self, token_string: str, token_type_hint: str | None) -> _AccessToken | None:
-        token: _AccessToken | None = self.server.read_token(token_string)
-        return token
-
-    def authenticate_token(self, request: _Request, client: HubClient) -> _AccessToken | None:
-        self.check_params(request, client)
-        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
-        if token is not None and not token.check_client(client):
-            raise InvalidGrantError("the token was not issued to this client")
-        return token
-
-    def revoke_token(self, token: _AccessToken, request: _Request) -> None:
-        self.server.revoke(token.claims)
-
-
-class HubAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
-    """authlib's authorization server for the client credentials grant, on Litestar.
+class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: ignore[misc]
+    """authlib's authorization server for the hub's grants, on Litestar.
 
     Use the async methods (:meth:`token_response`, :meth:`introspection_response`,
     :meth:`revocation_response`) from the event loop; authlib's own synchronous methods run in
     a worker thread, where the hooks reach the stores through ``anyio.from_thread``.
+    ``codes`` is where the authorization endpoint keeps its codes; without it the
+    authorization code grant answers 503.
     """
 
     def __init__(
@@ -256,6 +205,7 @@ class HubAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         settings: Settings,
         stores: IdentityStores,
         tokens: TokenIssuer,
+        codes: AuthorizationCodes | None = None,
         introspection_scope: str = INTROSPECTION_SCOPE,
     ) -> None:
         if not is_secure_transport(settings.issuer + TOKEN_PATH):
@@ -265,6 +215,8 @@ class HubAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.settings = settings
         self.stores = stores
         self.tokens = tokens
+        self.codes = codes
+        self.id_tokens = IdTokens(tokens.keyring, settings)
         self.introspection_scope = introspection_scope
         self.token_endpoint = settings.issuer + TOKEN_PATH
         self.register_client_auth_method("client_secret_basic", client_secret_basic)
@@ -274,10 +226,12 @@ class HubAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 audiences=(self.token_endpoint, settings.issuer), use_once=self.use_assertion_once
             ),
         )
+        self.register_grant(AuthorizationCodeGrant, [PkceS256(required=True), IdTokenExtension()])
+        self.register_grant(RefreshTokenGrant, [IdTokenExtension()])
         self.register_grant(_ClientCredentialsGrant)
         self.register_token_generator("default", self._generate_token)
-        self.register_endpoint(_Introspection)
-        self.register_endpoint(_Revocation)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(Revocation)
 
     # -- the face the Litestar endpoints use (event loop) --
 
@@ -319,12 +273,22 @@ class HubAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         used: bool = anyio.from_thread.run(self.stores.ledger.use_once, jti, client_id, until)
         return used
 
-    def read_token(self, token: str) -> _AccessToken | None:
+    def read_token(self, token: str) -> AccessTokenRecord | None:
         """The access token ``token`` if this hub issued it and it has not expired."""
         try:
-            return _AccessToken(self.tokens.verify(token), self)
+            return AccessTokenRecord(self.tokens.verify(token), self)
         except InvalidToken:
             return None
+
+    def read_refresh_token(self, raw: str) -> RefreshTokenRecord | None:
+        """The refresh token ``raw``, whatever its state, if this hub issued it."""
+        record = anyio.from_thread.run(self.stores.refresh_tokens.get, raw)
+        return None if record is None else RefreshTokenRecord(raw, record, self)
+
+    def revoke_refresh_token(self, raw: str, client_id: str) -> None:
+        """Revoke the family of the refresh token ``raw`` of ``client_id``."""
+        if anyio.from_thread.run(self.stores.refresh_tokens.revoke, raw, client_id):
+            log.info("refresh token family revoked", client_id=client_id, reason="revocation")
 
     def is_revoked(self, jti: str) -> bool:
         revoked: bool = anyio.from_thread.run(self.stores.revocations.is_revoked, jti)

@@ -1,9 +1,10 @@
 """Access tokens: JWTs the hub signs with its active ``access`` key, and reads back.
 
 An access token is an RS256 JWT whose header names the signing key (``kid``) and whose claims
-are exactly ``iss``, ``sub``, ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``scope`` (space
-separated), ``client_id`` and ``kind``. Nothing is stored when a token is minted: it carries
-everything a verifier needs, and revocation is recorded by ``jti``.
+are ``iss``, ``sub``, ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``scope`` (space separated),
+``client_id`` and ``kind``; a token a person's sign-in produced (``kind`` ``person``) adds ``acr``,
+``auth_time`` and ``sid``. Nothing is stored when a token is minted: it carries everything a
+verifier needs, and revocation is recorded by ``jti``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class AccessClaims:
     scopes: tuple[str, ...]
     client_id: str
     kind: str
+    #: How strongly the person signed in, when and in which login session (person tokens only).
+    acr: str | None = None
+    auth_time: int | None = None
+    sid: str | None = None
 
     @property
     def scope(self) -> str:
@@ -55,7 +60,7 @@ class AccessClaims:
 
     def as_claims(self) -> dict[str, Any]:
         """The JWT claims set."""
-        return {
+        claims: dict[str, Any] = {
             "iss": self.iss,
             "sub": self.sub,
             "aud": self.aud,
@@ -67,6 +72,9 @@ class AccessClaims:
             "client_id": self.client_id,
             "kind": self.kind,
         }
+        optional = {"acr": self.acr, "auth_time": self.auth_time, "sid": self.sid}
+        claims.update({name: value for name, value in optional.items() if value is not None})
+        return claims
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +96,10 @@ def _str_claim(payload: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidToken(f"claim {name} must be a non-empty string")
     return value
+
+
+def _optional_str(payload: dict[str, Any], name: str) -> str | None:
+    return None if name not in payload else _str_claim(payload, name)
 
 
 def _int_claim(payload: dict[str, Any], name: str) -> int:
@@ -113,7 +125,15 @@ class TokenIssuer:
         return self._keyring
 
     def issue(
-        self, *, subject: str, client_id: str, scopes: Sequence[str], kind: str = "client"
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scopes: Sequence[str],
+        kind: str = "client",
+        acr: str | None = None,
+        auth_time: int | None = None,
+        sid: str | None = None,
     ) -> IssuedToken:
         """Sign an access token for ``subject``, valid ``settings.access_token_seconds``."""
         kid, private_key, alg = self._keyring.signing_key("access")
@@ -129,6 +149,9 @@ class TokenIssuer:
             scopes=tuple(dict.fromkeys(scopes)),
             client_id=client_id,
             kind=kind,
+            acr=acr,
+            auth_time=auth_time,
+            sid=sid,
         )
         token = jwt.encode(claims.as_claims(), private_key, algorithm=alg, headers={"kid": kid})
         return IssuedToken(token=token, claims=claims)
@@ -184,4 +207,7 @@ class TokenIssuer:
             scopes=tuple(scope.split()),
             client_id=_str_claim(payload, "client_id"),
             kind=_str_claim(payload, "kind"),
+            acr=_optional_str(payload, "acr"),
+            auth_time=None if "auth_time" not in payload else _int_claim(payload, "auth_time"),
+            sid=_optional_str(payload, "sid"),
         )
