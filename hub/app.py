@@ -27,6 +27,7 @@ from hub.config.loader import document_from_raw
 from hub.db.config_store import StoredVersion
 from hub.errors import NotFound, ServiceUnavailable
 from hub.identity.endpoints import identity_router
+from hub.identity.login import account_router
 from hub.ops.metrics import CONTENT_TYPE
 from hub.problems import problem_details_plugin
 from hub.runtime import Runtime
@@ -257,6 +258,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
             AdminCredentialsController,
             AdminPeopleController,
             identity_router(),
+            account_router(),
         ],
         plugins=[problem_details_plugin()],
         lifespan=[lifespan],

@@ -24,7 +24,7 @@ from hub.settings import Settings
 __all__ = ["RESERVED_SEGMENTS", "HubApp", "create_app", "drain_all", "is_reserved"]
 
 RESERVED_SEGMENTS = frozenset(
-    {"admin", "healthz", "readyz", "metrics", "schema", ".well-known", "oauth2"}
+    {"admin", "healthz", "readyz", "metrics", "schema", ".well-known", "oauth2", "account"}
 )
 
 
