@@ -21,6 +21,7 @@ from uvicorn.supervisors import Multiprocess
 
 from hub.backends.factory import build_notifier
 from hub.cli._common import settings_or_exit
+from hub.cli.demo import DEMO_PEOPLE, ensure_demo_sso
 from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
 from hub.cli.people import add_people_commands
 from hub.config.loader import load_directory
@@ -266,68 +267,105 @@ def _wait_http(url: str, timeout: float) -> bool:
     return False
 
 
+def _child(module: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", module, *args], cwd=PROJECT_ROOT
+    )
+
+
 @app.command()
 def dev(
     echo_ports: Annotated[str, typer.Option(help="Ports of the demo echo upstreams")] = "9101,9102",
+    portal_port: Annotated[int, typer.Option(help="Port of the demo citizen portal")] = 9200,
+    idp_port: Annotated[int, typer.Option(help="Port of the sandbox national IdP")] = 9300,
 ) -> None:
-    """Run the whole demo system on embedded defaults: echo upstreams and the hub."""
+    """Run the whole demo system on embedded defaults: upstreams, IdP sandbox, portal and hub."""
     settings = settings_or_exit()
     asyncio.run(migrate(settings.database_url))
     demo = asyncio.run(ensure_demo_credentials(settings))
-    children: list[subprocess.Popen[bytes]] = []
-    for index, port in enumerate(p.strip() for p in echo_ports.split(",") if p.strip()):
-        children.append(
-            subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [
-                    sys.executable,
-                    "-m",
-                    "services.echo",
-                    "--port",
-                    port,
-                    "--name",
-                    f"echo-{index + 1}",
-                ],
-                cwd=PROJECT_ROOT,
-            )
+    portal_url = f"http://127.0.0.1:{portal_port}"
+    idp_url = f"http://127.0.0.1:{idp_port}"
+    sso = asyncio.run(ensure_demo_sso(settings, portal_url=portal_url))
+    # Federation with the sandbox national IdP, unless the environment names a real one.
+    if settings.national_idp_issuer is None:
+        settings = settings.with_overrides(
+            national_idp_issuer=idp_url,
+            national_idp_client_id=sso["idp_client_id"],
+            national_idp_client_secret=sso["idp_client_secret"],
         )
+    children: list[subprocess.Popen[bytes]] = []
+    waits: list[tuple[str, str]] = []
+    for index, port in enumerate(p.strip() for p in echo_ports.split(",") if p.strip()):
+        children.append(_child("services.echo", "--port", port, "--name", f"echo-{index + 1}"))
+        waits.append((f"the echo upstream on port {port}", f"http://127.0.0.1:{port}/healthz"))
+    children.append(
+        _child(
+            "adapters.sandbox.national_idp",
+            "--port",
+            str(idp_port),
+            "--client-id",
+            sso["idp_client_id"],
+            "--client-secret",
+            sso["idp_client_secret"],
+            "--redirect-uri",
+            settings.issuer + "/account/federation/national/callback",
+        )
+    )
+    waits.append(("the sandbox national IdP", f"{idp_url}/_sandbox/health"))
+    children.append(
+        _child(
+            "services.portal",
+            "--port",
+            str(portal_port),
+            "--hub",
+            settings.issuer,
+            "--client-id",
+            sso["portal_client_id"],
+        )
+    )
     try:
-        for port in echo_ports.split(","):
-            if not _wait_http(f"http://127.0.0.1:{port.strip()}/healthz", 15):
-                typer.echo(f"error: the echo upstream on port {port} did not start", err=True)
+        for name, url in waits:
+            if not _wait_http(url, 20):
+                typer.echo(f"error: {name} did not start", err=True)
                 raise typer.Exit(1)
         base = f"http://{settings.host}:{settings.port}"
-        typer.echo(
-            "\n".join(
-                [
-                    "",
-                    "The hub is starting on embedded defaults "
-                    "(SQLite, in-process limiter and bus).",
-                    f"  gateway      {base}/api/echo/v1/items/42",
-                    f"  catalog      {base}/api/catalog",
-                    f"  API docs     {base}/schema",
-                    f"  health       {base}/healthz   {base}/readyz",
-                    f"  metrics      {base}/metrics",
-                    f"  admin API    {base}/admin/api/config/versions"
-                    + (
-                        "  (Authorization: Bearer $HUB_ADMIN_TOKEN)"
-                        if settings.admin_token_sha256
-                        else ""
-                    ),
-                    "",
-                    "Demo vendor platform (echo.read scope; kept in "
-                    f"{settings.data_dir.name}/demo-credentials.json):",
-                    f"  client_id      {demo['client_id']}",
-                    f"  client_secret  {demo['client_secret']}",
-                    f"  api_key        {demo['api_key']}",
-                    "  token          curl -u $CLIENT_ID:$CLIENT_SECRET"
-                    f" -d grant_type=client_credentials {base}/oauth2/token",
-                    f"  protected      {base}/api/echo/v1/secure/x  (Bearer token or X-API-Key)",
-                    "",
-                    "Press Ctrl-C to stop.",
-                    "",
-                ]
+        totp = sso.get("totp") or {}
+        lines = [
+            "",
+            "The hub is starting on embedded defaults (SQLite, in-process limiter and bus).",
+            f"  gateway      {base}/api/echo/v1/items/42",
+            f"  catalog      {base}/api/catalog",
+            f"  API docs     {base}/schema",
+            f"  health       {base}/healthz   {base}/readyz",
+            f"  metrics      {base}/metrics",
+            f"  admin API    {base}/admin/api/config/versions"
+            + ("  (Authorization: Bearer $HUB_ADMIN_TOKEN)" if settings.admin_token_sha256 else ""),
+            "",
+            "Demo vendor platform (echo.read scope; kept in "
+            f"{settings.data_dir.name}/demo-credentials.json):",
+            f"  client_id      {demo['client_id']}",
+            f"  client_secret  {demo['client_secret']}",
+            f"  api_key        {demo['api_key']}",
+            "  token          curl -u $CLIENT_ID:$CLIENT_SECRET"
+            f" -d grant_type=client_credentials {base}/oauth2/token",
+            f"  protected      {base}/api/echo/v1/secure/x  (Bearer token or X-API-Key)",
+            "",
+            "Sign in (SSO):",
+            f"  citizen portal {portal_url}/   (a demo OIDC client of the hub)",
+            f"  the hub        {base}/account/login",
+            f"  national IdP   {idp_url}  (sandbox; every password is sandbox-pass)",
+        ]
+        lines += [
+            f"  person         {person.identifier} / {person.password}"
+            + ("  (+ TOTP)" if person.totp else "")
+            for person in DEMO_PEOPLE
+        ]
+        if totp:
+            lines.append(
+                f"  TOTP secret    {totp['secret']}  (recovery code {totp['recovery']}, once)"
             )
-        )
+        lines += ["", "Press Ctrl-C to stop.", ""]
+        typer.echo("\n".join(lines))
         _serve(settings, 1)
     finally:
         for child in children:
