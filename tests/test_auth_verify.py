@@ -224,6 +224,27 @@ async def test_an_external_token_is_verified_with_its_issuers_jwks(env: Setup) -
     assert env.issuers.fetches[JWKS_A] == 1
 
 
+@pytest.mark.parametrize(
+    ("claimed", "kept"),
+    [
+        ("urn:hub:acr:mfa", None),
+        ("urn:hub:acr:national-idp", None),
+        ("urn:idp:loa3", "urn:idp:loa3"),
+    ],
+)
+async def test_another_issuer_cannot_claim_the_hubs_assurance_levels(
+    env: Setup, claimed: str, kept: str | None
+) -> None:
+    payload = claims(iss=ISSUER_A, sub="user-7", acr=claimed)
+    principal = await env.verifier.verify(sign(payload, rsa_key("a"), kid="a-1"))
+    assert principal.acr == kept
+
+
+async def test_the_hubs_own_tokens_keep_their_acr(env: Setup) -> None:
+    principal = await env.verifier.verify(sign(claims(acr="urn:hub:acr:mfa")))
+    assert principal.acr == "urn:hub:acr:mfa"
+
+
 async def test_leeway_accepts_small_clock_skew(env: Setup) -> None:
     now = int(time.time())
     token = sign(claims(iat=now + 20, nbf=now + 20, exp=now - 20))

@@ -22,6 +22,7 @@ import jwt
 from hub.auth.jwks import JwksCache
 from hub.auth.principal import Kind, Principal, claim_scopes, claim_str, invalid_token
 from hub.errors import InvalidToken
+from hub.identity.acr import ACR_LEVELS
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -260,17 +261,23 @@ class TokenVerifier:
             else:
                 raise invalid_token("malformed claim: kind")
             establishment = claim_str(claims, "establishment")
+            acr = claim_str(claims, "acr")
         else:
             # kind and establishment are the hub's own claims: an external issuer's word on
             # them is not taken (establishments and delegations are the hub's authority)
             kind = "client" if subject == client_id else "person"
+            # Nor on the hub's own assurance levels: another issuer cannot vouch for a sign-in
+            # at the hub, so its acr is kept only when it is not one of ours.
+            acr = claim_str(claims, "acr")
+            if acr is not None and acr in ACR_LEVELS:
+                acr = None
         return Principal(
             subject=subject,
             kind=kind,
             issuer=config.issuer,
             client_id=client_id,
             scopes=claim_scopes(claims),
-            acr=claim_str(claims, "acr"),
+            acr=acr,
             establishment=establishment,
             token_id=claim_str(claims, "jti"),
             expires_at=exp,
