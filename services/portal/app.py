@@ -15,6 +15,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+# authlib.deprecate installs an 'always' filter when first imported: import it before silencing,
+# or its filter would land inside the block below and win over ours.
+import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
 import httpx
 import jwt
 from litestar import Litestar, Request, Response, get

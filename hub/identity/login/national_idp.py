@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import anyio
+
+# authlib.deprecate installs an 'always' filter when first imported: import it before silencing,
+# or its filter would land inside the block below and win over ours.
+import authlib.deprecate  # type: ignore[import-untyped]  # noqa: F401
 import httpx
 import jwt
 
