@@ -23,8 +23,8 @@ class Form:
     action: str
     method: str
     fields: dict[str, str] = field(default_factory=dict)
-    #: Submit buttons by name -> value (only the pressed one is sent).
-    buttons: dict[str, str] = field(default_factory=dict)
+    #: Submit buttons as (name, value), in page order (only the pressed one is sent).
+    buttons: list[tuple[str, str]] = field(default_factory=list)
 
 
 class _FormParser(HTMLParser):
@@ -45,7 +45,7 @@ class _FormParser(HTMLParser):
             return
         kind = values.get("type", "text").lower()
         if tag == "button" or kind == "submit":
-            self._current.buttons[values["name"]] = values.get("value", "")
+            self._current.buttons.append((values["name"], values.get("value", "")))
         elif tag in ("input", "textarea", "select") and kind not in ("checkbox", "radio"):
             self._current.fields[values["name"]] = values.get("value", "")
         elif kind in ("checkbox", "radio") and "checked" in values:
@@ -104,7 +104,7 @@ class Browser:
     def form_with(self, response: httpx.Response, name: str) -> Form:
         """The first form of a page with a field or button called ``name``."""
         for candidate in forms(response.text, str(response.url)):
-            if name in candidate.fields or name in candidate.buttons:
+            if name in candidate.fields or any(name == b for b, _ in candidate.buttons):
                 return candidate
         raise AssertionError(f"no form with {name!r} on {response.url}:\n{response.text[:2000]}")
 
@@ -112,14 +112,21 @@ class Browser:
         self,
         form: Form,
         *,
-        button: str | None = None,
+        button: tuple[str, str] | str | None = None,
         headers: dict[str, str] | None = None,
         **values: str,
     ) -> httpx.Response:
-        """Send ``form`` with ``values`` filled in (and ``button`` pressed)."""
+        """Send ``form`` with ``values`` and ``button`` (a name, or name and value) pressed."""
         data = {**form.fields, **values}
         if button is not None:
-            data[button] = form.buttons.get(button, "")
+            wanted = (button, None) if isinstance(button, str) else button
+            pressed = [
+                (name, value)
+                for name, value in form.buttons
+                if name == wanted[0] and wanted[1] in (None, value)
+            ]
+            assert pressed, f"no button {button!r} in the form to {form.action}"
+            data[pressed[0][0]] = pressed[0][1]
         if form.method == "POST":
             response = self.client.post(form.action, data=data, headers=headers)
         else:

@@ -70,7 +70,7 @@ def test_demo_policies_load_cleanly() -> None:
     assert echo.health_check.path == "/healthz"
     assert echo.health_check.interval == 2.0
 
-    items, secure, api = document.routes
+    items, secure, api, me, sensitive = document.routes
     assert (items.id, items.path, items.methods) == (
         "echo-items",
         "/api/echo/v1/items/{id}",
@@ -79,11 +79,18 @@ def test_demo_policies_load_cleanly() -> None:
     assert (api.id, api.prefix, api.strip_prefix) == ("echo-api", "/api/echo/v1/", False)
     assert (secure.id, secure.prefix) == ("echo-secure", "/api/echo/v1/secure/")
     assert secure.auth == AuthSpec(methods=("jwt", "api_key"), scopes=("echo.read",))
+    assert (me.prefix, me.auth) == ("/api/echo/v1/me/", AuthSpec(methods=("jwt", "session")))
+    assert (sensitive.prefix, sensitive.auth) == (
+        "/api/echo/v1/sensitive/",
+        AuthSpec(methods=("jwt", "session"), acr="urn:hub:acr:mfa"),
+    )
     assert {(r.product, r.version, r.upstream) for r in document.routes} == {("echo", 1, "echo")}
     assert [(r.order, r.source) for r in document.routes] == [
         (0, "policies/routes.yaml"),
         (1, "policies/routes.yaml"),
         (2, "policies/routes.yaml"),
+        (3, "policies/routes.yaml"),
+        (4, "policies/routes.yaml"),
     ]
 
     assert document.products == (
