@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -367,6 +368,87 @@ async def test_a_corrupt_session_record_is_dropped(
 
     assert await sessions.get(raw) is None
     assert await store.get(key) is None
+
+
+async def test_end_all_refuses_the_persons_earlier_sessions_and_only_theirs(
+    store: EphemeralStore, sessions: SessionManager, clock: FakeClock
+) -> None:
+    first, _ = await sessions.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    second, _ = await sessions.create(person_id="per_1", acr=ACR_MFA, amr=["pwd", "otp"])
+    other, other_session = await sessions.create(person_id="per_2", acr=ACR_PASSWORD, amr=["pwd"])
+    clock.advance(5)
+
+    await sessions.end_all("per_1")
+
+    assert await sessions.get(first) is None
+    assert await sessions.get(second) is None
+    # Refused sessions are deleted, not only hidden.
+    assert await store.get("session:" + hashlib.sha256(first.encode()).hexdigest()) is None
+    assert await sessions.get(other) == other_session
+    # A sign-in after the cut-off works, even in the same clock tick.
+    after, after_session = await sessions.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    assert await sessions.get(after) == after_session
+    clock.advance(1)
+    assert await sessions.get(after) == after_session
+
+
+async def test_a_later_end_all_moves_the_cut_off_forward(
+    sessions: SessionManager, clock: FakeClock
+) -> None:
+    await sessions.end_all("per_1")
+    clock.advance(10)
+    between, _ = await sessions.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    assert await sessions.get(between) is not None
+    clock.advance(10)
+
+    await sessions.end_all("per_1")
+
+    assert await sessions.get(between) is None
+
+
+async def test_the_cut_off_lives_as_long_as_a_session_can(
+    store: EphemeralStore, sessions: SessionManager, clock: FakeClock
+) -> None:
+    await sessions.end_all("per_1")
+
+    assert await store.get("session-cutoff:per_1") == {"at": clock.now}
+    if isinstance(store, MemoryEphemeralStore):
+        expires_at, _value = store._data["session-cutoff:per_1"]
+        assert expires_at == pytest.approx(time.monotonic() + sessions.max_seconds, abs=5)
+
+
+async def test_an_unreadable_cut_off_refuses_the_persons_sessions(
+    store: EphemeralStore, sessions: SessionManager
+) -> None:
+    raw, _ = await sessions.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    await store.put("session-cutoff:per_1", {"at": "soon"}, 60)
+
+    assert await sessions.get(raw) is None
+
+
+@pytest.mark.backends
+async def test_end_all_reaches_a_session_made_by_another_replica(
+    redis_url: str, redis_key_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    prefix = f"{redis_key_prefix}hub:eph:"
+    replica_a = RedisEphemeralStore.from_url(redis_url, prefix=prefix)
+    replica_b = RedisEphemeralStore.from_url(redis_url, prefix=prefix)
+    on_a = SessionManager(replica_a, idle_seconds=1800, max_seconds=3600)
+    on_b = SessionManager(replica_b, idle_seconds=1800, max_seconds=3600)
+    try:
+        raw, _ = await on_a.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+        assert await on_b.get(raw) is not None
+
+        await on_b.end_all("per_1")
+
+        assert await on_a.get(raw) is None
+        ttl = await redis_client.pttl(f"{prefix}session-cutoff:per_1")
+        assert 3_590_000 < ttl <= 3_600_000
+        again, _ = await on_a.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+        assert await on_b.get(again) is not None
+    finally:
+        await replica_a.aclose()
+        await replica_b.aclose()
 
 
 def test_cookie_names_follow_the_secure_setting() -> None:

@@ -5,11 +5,16 @@ leave this module: answers carry :class:`PersonView`, which has no such field. T
 names ids only, never national IDs or names. Inputs are checked by the stores, which answer bad
 values with 400, unknown ids with 404, and states that forbid a change with 409 (403 for a
 delegation granted by someone who is not an owner).
+
+An operator also manages a person's account (:mod:`hub.identity.account_admin`): a new password
+(never answered or logged), a reset second factor, an unlock, and "sign out everywhere". Each of
+these but the unlock, and disabling, ends the person's login sessions on every replica and
+revokes their refresh tokens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias, cast
 
@@ -35,11 +40,13 @@ from hub.db.people_store import (
     Vendor,
 )
 from hub.errors import NotFound, ServiceUnavailable
+from hub.identity.account_admin import AccountAdmin, SignOut
 from hub.runtime import Runtime
 
 __all__ = [
     "ADMIN_ACTOR",
     "AdminPeopleController",
+    "CredentialSet",
     "DelegationGrant",
     "DelegationRevoke",
     "EstablishmentCreate",
@@ -47,6 +54,7 @@ __all__ = [
     "MemberEnd",
     "PersonCreate",
     "PersonView",
+    "SignOutView",
     "StaffGrant",
     "VendorCreate",
 ]
@@ -54,6 +62,7 @@ __all__ = [
 log = structlog.get_logger("hub.admin")
 
 PeopleDep: TypeAlias = NamedDependency[PeopleStores]
+AccountsDep: TypeAlias = NamedDependency[AccountAdmin]
 
 #: Who the admin API acts as in audit trails, until admins sign in as persons.
 ADMIN_ACTOR = "admin-token"
@@ -84,6 +93,23 @@ class PersonView:
     phone: str | None
     created_at: datetime
     disabled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialSet:
+    """A new password for a person, checked against the password policy."""
+
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignOutView:
+    """What an account change did to the person's sign-ins: never any credential."""
+
+    person_id: str
+    #: Login sessions made before now no longer open anything, on any replica.
+    sessions_ended: bool
+    refresh_tokens_revoked: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,11 +190,32 @@ def _view(person: Person) -> PersonView:
     )
 
 
+def _sign_out_view(result: SignOut) -> SignOutView:
+    return SignOutView(
+        person_id=result.person_id,
+        sessions_ended=result.sessions_ended,
+        refresh_tokens_revoked=result.refresh_tokens_revoked,
+    )
+
+
 def _people(request: Request[Any, Any, Any]) -> PeopleStores:
     runtime: Runtime = request.app.state.runtime
     if runtime.engine is None:
         raise ServiceUnavailable("the database is not started")
     return PeopleStores.on(runtime.engine)
+
+
+def _accounts(request: Request[Any, Any, Any]) -> AccountAdmin:
+    runtime: Runtime = request.app.state.runtime
+    if runtime.identity is None:
+        raise ServiceUnavailable("the database is not started")
+    return AccountAdmin(
+        persons=runtime.identity.persons,
+        refresh_tokens=runtime.identity.refresh_tokens,
+        passwords=runtime.passwords,
+        sessions=runtime.sessions,
+        throttle=runtime.login_throttle,
+    )
 
 
 class AdminPeopleController(Controller):
@@ -177,7 +224,10 @@ class AdminPeopleController(Controller):
     path = "/admin/api"
     guards = [admin_guard]
     tags = ["admin"]
-    dependencies = {"people": Provide(_people, sync_to_thread=False)}
+    dependencies = {
+        "people": Provide(_people, sync_to_thread=False),
+        "accounts": Provide(_accounts, sync_to_thread=False),
+    }
 
     # --- persons ---------------------------------------------------------------------------
 
@@ -216,11 +266,62 @@ class AdminPeopleController(Controller):
         return _view(person)
 
     @post("/persons/{person_id:str}/disable", status_code=HTTP_200_OK)
-    async def disable_person(self, people: PeopleDep, person_id: FromPath[str]) -> PersonView:
-        """Disable a person for good (idempotent): their delegations stop counting."""
-        person = await people.persons.disable(person_id)
-        log.info("admin.person_disabled", person_id=person_id)
+    async def disable_person(self, accounts: AccountsDep, person_id: FromPath[str]) -> PersonView:
+        """Disable a person for good (idempotent): signed out everywhere, delegations void."""
+        person, signed_out = await accounts.disable(person_id)
+        log.info(
+            "admin.person_disabled",
+            person_id=person_id,
+            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
+        )
         return _view(person)
+
+    # --- a person's account ----------------------------------------------------------------
+
+    @post("/persons/{person_id:str}/password", status_code=HTTP_200_OK)
+    async def set_password(
+        self, accounts: AccountsDep, person_id: FromPath[str], data: JSONBody[CredentialSet]
+    ) -> SignOutView:
+        """Give the person a new password and sign them out everywhere.
+
+        400 ``weak_password`` with ``reasons`` when the policy refuses it; 409 when disabled.
+        """
+        signed_out = await accounts.set_password(person_id, data.password)
+        log.info(
+            "admin.person_password_set",
+            person_id=person_id,
+            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
+        )
+        return _sign_out_view(signed_out)
+
+    @post("/persons/{person_id:str}/mfa/reset", status_code=HTTP_200_OK)
+    async def reset_mfa(self, accounts: AccountsDep, person_id: FromPath[str]) -> SignOutView:
+        """Remove the second factor and recovery codes, sign out; 409 when none is enrolled."""
+        signed_out = await accounts.reset_mfa(person_id)
+        log.info(
+            "admin.person_mfa_reset",
+            person_id=person_id,
+            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
+        )
+        return _sign_out_view(signed_out)
+
+    @post("/persons/{person_id:str}/unlock", status_code=HTTP_200_OK)
+    async def unlock_person(self, accounts: AccountsDep, person_id: FromPath[str]) -> PersonView:
+        """Clear failed sign-ins and any lock (idempotent); this replica's throttle too."""
+        person = await accounts.unlock(person_id)
+        log.info("admin.person_unlocked", person_id=person_id)
+        return _view(person)
+
+    @post("/persons/{person_id:str}/sessions/end", status_code=HTTP_200_OK)
+    async def end_sessions(self, accounts: AccountsDep, person_id: FromPath[str]) -> SignOutView:
+        """Sign the person out everywhere: every session and refresh token (idempotent)."""
+        signed_out = await accounts.sign_out_everywhere(person_id)
+        log.info(
+            "admin.person_signed_out",
+            person_id=person_id,
+            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
+        )
+        return _sign_out_view(signed_out)
 
     # --- establishments and memberships ----------------------------------------------------
 

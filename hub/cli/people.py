@@ -1,20 +1,36 @@
-"""``hub people``, ``hub establishments``, ``hub delegations``: people and their roles."""
+"""``hub people``, ``hub establishments``, ``hub delegations``: people and their roles.
+
+The account commands (``set-password``, ``reset-mfa``, ``unlock``, ``end-sessions``,
+``disable``) run beside the hub, on its database: refresh tokens are revoked there, and login
+sessions are ended only when they are in Redis (``HUB_REDIS_URL``). Without it the sessions live
+in the hub process, and the command says so rather than pretend.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, TypeVar, cast
 
 import typer
 
-from hub.cli._common import run_on_database
+from hub.backends.factory import build_ephemeral_store
+from hub.cli._common import run_on_database, settings_or_exit
 from hub.db.people_store import (
+    AsyncEngine,
     EstablishmentSize,
     MembershipRole,
     PeopleStores,
+    Person,
     PersonKind,
 )
+from hub.db.person_store import PersonStore
+from hub.db.refresh_store import RefreshTokenStore
+from hub.errors import NotFound
+from hub.identity.account_admin import AccountAdmin, SignOut
+from hub.identity.passwords import PasswordHasher
+from hub.identity.sessions import SessionManager
 
 __all__ = [
     "add_people_commands",
@@ -57,6 +73,64 @@ def _usage(message: str) -> typer.Exit:
 
 def _when(value: datetime | None) -> str:
     return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
+_NATIONAL_OR_RESIDENT_ID = re.compile(r"[0-9]{10}")
+_WHO_HELP = "National or resident ID, or person id"
+
+
+def _on_account(who: str, action: Callable[[AccountAdmin, Person], Awaitable[T]]) -> T:
+    """Run ``action`` on the account of ``who`` (an ID or a person id), sessions when reachable."""
+    settings = settings_or_exit()
+
+    async def run(engine: AsyncEngine) -> T:
+        persons = PersonStore(engine)
+        # Sessions are reachable from here only when they are in Redis.
+        store = build_ephemeral_store(settings) if settings.redis_url else None
+        accounts = AccountAdmin(
+            persons=persons,
+            refresh_tokens=RefreshTokenStore(engine),
+            passwords=PasswordHasher(),
+            sessions=None
+            if store is None
+            else SessionManager(
+                store,
+                idle_seconds=settings.session_idle_seconds,
+                max_seconds=settings.session_max_seconds,
+            ),
+        )
+        try:
+            if _NATIONAL_OR_RESIDENT_ID.fullmatch(who):
+                person = await persons.by_identifier(who)
+            else:
+                person = await persons.get(who)
+            if person is None:
+                raise NotFound(f"no person is {who!r}")
+            return await action(accounts, person)
+        finally:
+            if store is not None:
+                await store.aclose()
+
+    return run_on_database(run)
+
+
+def _report_sign_out(result: SignOut) -> None:
+    typer.echo(f"refresh tokens revoked: {result.refresh_tokens_revoked}")
+    if result.sessions_ended:
+        typer.echo("sessions: ended on every replica")
+    else:
+        typer.echo(
+            "sessions: not ended: they are in the hub process (no HUB_REDIS_URL); use the"
+            f" admin API to end them: POST /admin/api/persons/{result.person_id}/sessions/end"
+        )
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        # One line; only its line ending is cut, so spaces at either end stay part of it.
+        return typer.get_text_stream("stdin").readline().rstrip("\r\n")
+    password: str = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
 # --- people ----------------------------------------------------------------------------------
@@ -102,6 +176,67 @@ def people_list(
             f"{person.id}  {person.kind:<8} {person.identifier}  {state:<8} "
             f"{person.given_name} {person.family_name}"
         )
+
+
+@people_app.command("set-password")
+def people_set_password(
+    who: Annotated[str, typer.Argument(metavar="IDENTIFIER", help=_WHO_HELP)],
+    stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the password from the first line of stdin")
+    ] = False,
+) -> None:
+    """Give a person a new password (asked twice, hidden) and sign them out everywhere."""
+
+    async def set_password(accounts: AccountAdmin, person: Person) -> SignOut:
+        # Asked once the person is found, so nobody types a password for a mistyped ID.
+        return await accounts.set_password(person.id, _read_password(stdin))
+
+    result = _on_account(who, set_password)
+    typer.echo(f"password set for {result.person_id}")
+    _report_sign_out(result)
+
+
+@people_app.command("reset-mfa")
+def people_reset_mfa(
+    who: Annotated[str, typer.Argument(metavar="IDENTIFIER", help=_WHO_HELP)],
+) -> None:
+    """Remove a person's second factor and recovery codes (a lost device); sign them out."""
+    result = _on_account(who, lambda accounts, person: accounts.reset_mfa(person.id))
+    typer.echo(f"second factor removed for {result.person_id}; they enrol again at sign-in")
+    _report_sign_out(result)
+
+
+@people_app.command("unlock")
+def people_unlock(
+    who: Annotated[str, typer.Argument(metavar="IDENTIFIER", help=_WHO_HELP)],
+) -> None:
+    """Clear a person's failed sign-ins and lock in the database."""
+    person = _on_account(who, lambda accounts, person: accounts.unlock(person.id))
+    typer.echo(f"unlocked {person.id}")
+    typer.echo(
+        "a running hub may still hold a lock in memory until it runs out; use the admin API"
+        f" to clear it there too: POST /admin/api/persons/{person.id}/unlock"
+    )
+
+
+@people_app.command("end-sessions")
+def people_end_sessions(
+    who: Annotated[str, typer.Argument(metavar="IDENTIFIER", help=_WHO_HELP)],
+) -> None:
+    """Sign a person out everywhere: their login sessions and refresh tokens."""
+    result = _on_account(who, lambda accounts, person: accounts.sign_out_everywhere(person.id))
+    typer.echo(f"signed out {result.person_id}")
+    _report_sign_out(result)
+
+
+@people_app.command("disable")
+def people_disable(
+    who: Annotated[str, typer.Argument(metavar="IDENTIFIER", help=_WHO_HELP)],
+) -> None:
+    """Disable a person for good and sign them out everywhere."""
+    person, result = _on_account(who, lambda accounts, person: accounts.disable(person.id))
+    typer.echo(f"disabled {person.id} since {_when(person.disabled_at)} UTC")
+    _report_sign_out(result)
 
 
 # --- establishments --------------------------------------------------------------------------

@@ -190,6 +190,15 @@ class PersonStore(Store):
                 recovery_code_hashes=_hashes(recovery_code_hashes),
             )
 
+    async def reset_mfa(self, person_id: str) -> Person:
+        """Remove the TOTP secret and recovery codes (a lost device); Conflict when none."""
+        async with self._write() as conn:
+            row = await person_row(conn, person_id, lock=True)
+            if row["totp_secret"] is None and not row["recovery_code_hashes"]:
+                raise Conflict("the person has no second factor enrolled")
+            await self._set(conn, person_id, totp_secret=None, recovery_code_hashes=[])
+            return await self._get(conn, person_id)
+
     async def set_recovery_code_hashes(self, person_id: str, hashes: Sequence[str]) -> None:
         """Replace the hashes of the person's unused recovery codes (one was used, or new ones)."""
         async with self._write() as conn:
@@ -215,6 +224,13 @@ class PersonStore(Store):
         async with self._write() as conn:
             await person_row(conn, person_id, lock=True)
             await self._set(conn, person_id, failed_logins=0, locked_until=None)
+
+    async def unlock(self, person_id: str) -> Person:
+        """Clear the failure count and any lock (an operator's unlock); the person as now."""
+        async with self._write() as conn:
+            await person_row(conn, person_id, lock=True)
+            await self._set(conn, person_id, failed_logins=0, locked_until=None)
+            return await self._get(conn, person_id)
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -228,3 +228,13 @@ class RefreshTokenStore(Store):
                 .values(revoked_at=self._clock())
             )
         return int(result.rowcount)
+
+    async def revoke_person(self, person_id: str) -> int:
+        """Revoke every token of ``person_id``, whatever the client; how many were unrevoked."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(RefreshTokenRow)
+                .where(RefreshTokenRow.person_id == person_id, RefreshTokenRow.revoked_at.is_(None))
+                .values(revoked_at=self._clock())
+            )
+        return int(result.rowcount)

@@ -234,6 +234,13 @@ class LoginThrottle:
         self._put(self._addresses, addr_key, addr)
         return self._decide(acc, addr, now)
 
+    def forget(self, account: str) -> bool:
+        """Clear ``account``'s failures and lock (an operator unlocked it); whether it had any.
+
+        Address records stay: unlocking a person says nothing about where the guesses came from.
+        """
+        return self._accounts.pop(_account_key(account), None) is not None
+
     def account_state(self, account: str) -> AccountState | None:
         """The live state of ``account``, if any."""
         return self._live(self._accounts, _account_key(account), self._clock())

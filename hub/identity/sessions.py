@@ -5,6 +5,11 @@ SHA-256 of that value, so a dump of the store (Redis, say) gives no usable cooki
 has an idle lifetime, renewed as it is used, and an absolute one it never outlives. Signing in
 always makes a new session and ends the one the browser brought (session fixation), and so
 does every step up in assurance (a TOTP code after the password).
+
+Sessions are found by cookie, never by person, so "sign out everywhere" does not hunt for them:
+it records a per-person cut-off (``session-cutoff:<person id>``, kept as long as a session can
+live) and :meth:`SessionManager.get` refuses, and deletes, any session of that person made
+before it. A sign-in after the cut-off makes a session that works.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ COOKIE_NAME: Final = "__Host-hub_session"
 #: For a local http issuer (``HUB_SESSION_COOKIE_SECURE=false``), where ``__Host-`` cannot work.
 INSECURE_COOKIE_NAME: Final = "hub_session"
 _KEY_PREFIX: Final = "session:"
+_CUTOFF_PREFIX: Final = "session-cutoff:"
 # A cookie value is 43 URL-safe characters; anything much longer is not ours.
 _MAX_COOKIE_LENGTH: Final = 128
 
@@ -143,7 +149,7 @@ class SessionManager:
             await self._store.delete(key)
             return None
         now = self._clock()
-        if session.expires_at <= now:
+        if session.expires_at <= now or await self._cut_off(session):
             await self._store.delete(key)
             return None
         await self._store.touch(key, self._ttl(session, now))
@@ -166,6 +172,28 @@ class SessionManager:
             return LoginSession.from_json(data)
         except (KeyError, TypeError, ValueError):
             return None
+
+    async def end_all(self, person_id: str) -> None:
+        """End every session ``person_id`` has now, on every replica ("sign out everywhere").
+
+        Sessions made afterwards (a new sign-in) are not affected.
+        """
+        # A later cut-off only moves the line forward; the record outlives every session it cuts.
+        await self._store.put(
+            _CUTOFF_PREFIX + person_id, {"at": self._clock()}, max(1.0, self.max_seconds)
+        )
+
+    async def _cut_off(self, session: LoginSession) -> bool:
+        """Whether the session was made before its person was signed out everywhere."""
+        # The one extra read per session lookup; cheaper than indexing sessions by person.
+        cutoff = await self._store.get(_CUTOFF_PREFIX + session.person_id)
+        if cutoff is None:
+            return False
+        try:
+            at = float(cutoff["at"])
+        except (KeyError, TypeError, ValueError):
+            return True  # unreadable: refusing is the safe reading
+        return session.created_at < at
 
     def _ttl(self, session: LoginSession, now: float) -> float:
         return max(1.0, min(self.idle_seconds, session.expires_at - now))
