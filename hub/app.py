@@ -22,6 +22,7 @@ from hub import __version__
 from hub.admin.credentials import AdminCredentialsController
 from hub.admin.guard import admin_guard
 from hub.admin.people import AdminPeopleController
+from hub.admin.policies import AdminPoliciesController
 from hub.catalog import catalog_entry, openapi_document
 from hub.config.loader import document_from_raw
 from hub.db.config_store import StoredVersion
@@ -257,6 +258,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
             AdminConfigController,
             AdminCredentialsController,
             AdminPeopleController,
+            AdminPoliciesController,
             identity_router(),
             account_router(),
         ],

@@ -28,7 +28,8 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     ├── Forbidden                       (forbidden, 403)
     │   ├── InsufficientScope           (insufficient_scope, 403)
     │   ├── UserAuthenticationRequired  (user_authentication_required, 403)
-    │   └── CsrfOriginMismatch          (csrf_origin_mismatch, 403)
+    │   ├── CsrfOriginMismatch          (csrf_origin_mismatch, 403)
+    │   └── PermissionDenied            (permission_denied, 403)
     ├── Conflict                        (conflict, 409)
     ├── RateLimited                     (rate_limited, 429)
     ├── UpstreamError                   (upstream_error, 502)
@@ -37,7 +38,8 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   │   └── UpstreamOverloaded      (upstream_overloaded, 503)
     │   ├── UpstreamConnectError        (upstream_connect_failed, 502)
     │   ├── UpstreamTimeout             (upstream_timeout, 504)
-    │   └── UpstreamProtocolError       (upstream_protocol_error, 502)
+    │   ├── UpstreamProtocolError       (upstream_protocol_error, 502)
+    │   └── ObligationFailed            (obligation_failed, 502)
     ├── ServiceUnavailable              (service_unavailable, 503)
     │   └── ShuttingDown                (shutting_down, 503)
     └── BackendUnavailable              (backend_unavailable, 503)
@@ -67,7 +69,9 @@ __all__ = [
     "InvalidToken",
     "MethodNotAllowed",
     "NotFound",
+    "ObligationFailed",
     "PayloadTooLarge",
+    "PermissionDenied",
     "RateLimited",
     "RequestRejected",
     "ReuseDetected",
@@ -249,6 +253,13 @@ class CsrfOriginMismatch(Forbidden):
     title = "The request did not come from the hub's origin"
 
 
+class PermissionDenied(Forbidden):
+    """A permission policy refused the request; the detail names the permission, nothing else."""
+
+    code = "permission_denied"
+    title = "A permission is missing"
+
+
 class Conflict(HubError):
     code = "conflict"
     status = 409
@@ -297,6 +308,13 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
     title = "Upstream answered with an invalid response"
+
+
+class ObligationFailed(UpstreamError):
+    """The answer cannot be given under the policy's obligations (e.g. a non-JSON body to mask)."""
+
+    code = "obligation_failed"
+    title = "The answer cannot be given under the route's policy"
 
 
 class ServiceUnavailable(HubError):

@@ -1,7 +1,8 @@
 """The data plane: a pure ASGI app that takes a request from the edge to its upstream.
 
-request id → size limits → path normalisation → route match → rate limit → upstream call →
-response → metrics and access log. Every refusal is problem JSON with a stable code. The
+request id → size limits → path normalisation → route match → authentication → rate limit →
+permission policy → upstream call → response (with the policy's obligations) → metrics and
+access log. Every refusal is problem JSON with a stable code. The
 configuration snapshot is read once per request, so one version serves it from start to end.
 """
 
@@ -15,6 +16,7 @@ import structlog
 
 from hub.auth.assurance import is_navigation, require_acr
 from hub.auth.authenticator import CREDENTIAL_HEADERS
+from hub.auth.principal import ANONYMOUS, Principal
 from hub.auth.session import (
     SAFE_METHODS,
     check_same_origin,
@@ -29,12 +31,16 @@ from hub.errors import (
     InsufficientUserAuthentication,
     InvalidHeader,
     MethodNotAllowed,
+    PermissionDenied,
     RateLimited,
     RouteNotFound,
     ServiceUnavailable,
     ShuttingDown,
     UriTooLong,
 )
+from hub.policy.compile import Decision as PolicyDecision
+from hub.policy.context import RequestContext
+from hub.policy.obligations import ObligatedSend
 from hub.problems import problem_body, problem_headers
 from hub.proxy.forward import ClientGone, Exchange, Forwarder, ResponseAborted
 from hub.proxy.headers import client_address, request_id_from
@@ -120,6 +126,8 @@ class Gateway:
         upstream_id = ""
         held = None
         consumer: str | None = None
+        obligated: ObligatedSend | None = None
+        policy_rule: str | None = None
         status = 500
 
         try:
@@ -156,6 +164,7 @@ class Gateway:
             pool.hold()
             consumed: frozenset[bytes] = frozenset()
             internal_token: str | None = None
+            principal: Principal = ANONYMOUS
             if route.auth is not None:
                 principal = await self.runtime.authenticate(route.auth, headers)
                 consumer = principal.client_id or principal.subject
@@ -191,12 +200,37 @@ class Gateway:
                             f"rate limit reached; retry in {retry_after} s",
                             headers={**dict(extra_headers), "Retry-After": retry_after},
                         )
+            policy = snapshot.policies.get(route_id)
+            downstream = send
+            if policy is not None:
+                verdict = policy.decide(
+                    RequestContext(
+                        principal=principal,
+                        method=method,
+                        path=path,
+                        params=match.params,
+                        query_string=query,
+                        headers=headers,
+                        client_ip=address,
+                    )
+                )
+                policy_rule = verdict.rule
+                if not verdict.allowed:
+                    raise _denied(verdict)
+                if verdict.obligations:
+                    limit_bytes = max(route.max_body_bytes or 0, self.settings.max_body_bytes)
+                    downstream = obligated = ObligatedSend(
+                        send, verdict.obligations, limit=limit_bytes, method=method
+                    )
             # The session cookie is the hub's credential, whatever the route: never upstream.
             stripped = without_session_cookies(headers)
+            if obligated is not None:
+                # The answer must come back readable for the obligations: no compression.
+                stripped = [(n, v) for n, v in (stripped or headers) if n != b"accept-encoding"]
             await self.forward(
                 scope if stripped is None else {**scope, "headers": stripped},
                 receive,
-                _with_headers(send, extra_headers) if extra_headers else send,
+                _with_headers(downstream, extra_headers) if extra_headers else downstream,
                 match=match,
                 pool=pool,
                 path=path,
@@ -213,6 +247,9 @@ class Gateway:
         except HubError as error:
             if upstream_id and error.status >= 500:
                 self.metrics.upstream_errors.labels(upstream_id, error.code).inc()
+            if obligated is not None and not obligated.sent:
+                # Held by the obligations: nothing reached the client, a problem can still go.
+                exchange.started = False
             if exchange.started:  # pragma: no cover - errors after start surface as aborts
                 raise
             status = error.status
@@ -252,6 +289,7 @@ class Gateway:
                     attempts=exchange.attempts,
                     client=address,
                     consumer=consumer,
+                    rule=policy_rule,
                     config_version=snapshot.version if snapshot else None,
                 )
 
@@ -282,6 +320,14 @@ class Gateway:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _denied(decision: PolicyDecision) -> PermissionDenied:
+    """The 403 of a refusal: it names the missing permission and nothing else of the policy."""
+    return PermissionDenied(
+        f"missing permission: {decision.permission}",
+        extra={"permission": decision.permission},
+    )
 
 
 def _target(path: str, query: bytes) -> str:

@@ -103,7 +103,8 @@ def test_demo_policies_load_cleanly() -> None:
             contract="products/echo/v1",
         ),
     )
-    assert document.extensions == {"permissions": [], "plans": [], "consumers": []}
+    assert document.extensions == {"plans": [], "consumers": []}
+    assert [p.id for p in document.permissions] == ["echo.secure.read"]
     assert set(document.raw) == {
         "upstreams",
         "routes",
@@ -183,14 +184,14 @@ routes:
     )
     assert isinstance(document.upstreams[0].keepalive_seconds, float)
     assert document.products == ()
-    assert document.extensions == {"permissions": [], "plans": [], "consumers": []}
+    assert document.permissions == ()
+    assert document.extensions == {"plans": [], "consumers": []}
 
 
 def test_placeholder_sections_become_extensions() -> None:
     raw = {"plans": [{"id": "gold", "quota": {"day": 1000}}], "consumers": [{"id": "acme"}]}
     document = document_from_raw(raw)
     assert document.extensions == {
-        "permissions": [],
         "plans": [{"id": "gold", "quota": {"day": 1000}}],
         "consumers": [{"id": "acme"}],
     }

@@ -47,6 +47,15 @@ from hub.config.validate import (
     shadow_issues,
 )
 from hub.errors import ConfigError
+from hub.policy.model import (
+    ConditionSpec,
+    MaskSpec,
+    ObligationSpec,
+    PermissionSpec,
+    ResourceSpec,
+    RuleSpec,
+    SubjectSpec,
+)
 from hub.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -56,7 +65,7 @@ __all__ = ["config_checksum", "default_schema_path", "document_from_raw", "load_
 
 _Spec = TypeVar("_Spec", bound="DataclassInstance")
 
-_EXTENSIONS = ("permissions", "plans", "consumers")
+_EXTENSIONS = ("plans", "consumers")
 _CONTRACT_FOLDER = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*")
 _SCHEMA_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\.json")
 _CONTRACT_SCHEMA = "product-contract.schema.json"
@@ -400,6 +409,44 @@ def _route(item: Mapping[str, Any], *, order: int, source: str) -> RouteSpec:
     return _spec(RouteSpec, data)
 
 
+def _condition(item: Mapping[str, Any]) -> ConditionSpec:
+    value = item.get("value")
+    # Numbers in YAML are compared as their text: path parameters and queries are text.
+    if isinstance(value, list):
+        value = tuple(str(v) for v in value)
+    elif value is not None:
+        value = str(value)
+    return ConditionSpec(
+        attr=item["attr"], op=item["op"], value=value, ref=item.get("ref"), tz=item.get("tz", "UTC")
+    )
+
+
+def _rule(item: Mapping[str, Any]) -> RuleSpec:
+    obligations = item.get("obligations", {})
+    return RuleSpec(
+        id=item["id"],
+        effect=item["effect"],
+        description=item.get("description", ""),
+        subjects=_spec(SubjectSpec, item.get("subjects", {})),
+        resources=_spec(ResourceSpec, item.get("resources", {})),
+        conditions=tuple(_condition(c) for c in item.get("conditions", [])),
+        obligations=ObligationSpec(
+            mask=tuple(_spec(MaskSpec, m) for m in obligations.get("mask", [])),
+            drop=tuple(obligations.get("drop", [])),
+        ),
+    )
+
+
+def _permission(item: Mapping[str, Any]) -> PermissionSpec:
+    return PermissionSpec(
+        id=item["id"],
+        description=item.get("description", ""),
+        routes=tuple(item.get("routes", [])),
+        products=tuple(item.get("products", [])),
+        rules=tuple(_rule(rule) for rule in item["rules"]),
+    )
+
+
 def _document(raw: dict[str, Any], sources: Mapping[str, str]) -> ConfigDocument:
     return ConfigDocument(
         upstreams=tuple(_upstream(item) for item in raw.get("upstreams", [])),
@@ -409,6 +456,7 @@ def _document(raw: dict[str, Any], sources: Mapping[str, str]) -> ConfigDocument
         ),
         products=tuple(_spec(ProductSpec, item) for item in raw.get("products", [])),
         issuers=tuple(_spec(IssuerSpec, item) for item in raw.get("issuers", [])),
+        permissions=tuple(_permission(item) for item in raw.get("permissions", [])),
         extensions={name: json.loads(json.dumps(raw.get(name, []))) for name in _EXTENSIONS},
         raw=raw,
         checksum=config_checksum(raw),

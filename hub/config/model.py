@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hub.policy.model import PermissionSpec
+
 __all__ = [
     "AuthSpec",
     "BreakerSpec",
@@ -176,7 +178,8 @@ class ConfigDocument:
     routes: tuple[RouteSpec, ...] = ()
     products: tuple[ProductSpec, ...] = ()
     issuers: tuple[IssuerSpec, ...] = ()
-    # Sections filled in by later work (permissions, plans, consumers): kept as validated JSON.
+    permissions: tuple[PermissionSpec, ...] = ()
+    # Sections filled in by later work (plans, consumers): kept as validated JSON.
     extensions: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""

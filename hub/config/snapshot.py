@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from hub.config.model import ConfigDocument
+from hub.policy.compile import RoutePolicy, compile_policies
 from hub.ratelimit.base import Limit
 from hub.routing.table import RouteTable
 from hub.upstream.pool import UpstreamPool
@@ -27,6 +28,8 @@ class Snapshot:
     table: RouteTable
     pools: Mapping[str, UpstreamPool]
     limits: Mapping[str, Limit] = field(default_factory=dict)
+    # Route id -> its compiled permission policy; a route not in it is not covered.
+    policies: Mapping[str, RoutePolicy] = field(default_factory=dict)
     version_label: str = ""
 
 
@@ -47,5 +50,6 @@ def compile_snapshot(
         table=RouteTable.compile(document.routes),
         pools=MappingProxyType({spec.id: pools[spec.id] for spec in document.upstreams}),
         limits=MappingProxyType(limits),
+        policies=compile_policies(document.permissions, document.routes),
         version_label=str(version),
     )

@@ -5,7 +5,7 @@ loader can report every finding at once, each prefixed with the file that define
 The checks work on plain JSON data and guard every access: a document that already broke the
 schema still gets its semantic findings, without one error cascading into others.
 The JSON Schema checks live in :mod:`hub.config._schema`; a product contract's own checks in
-:mod:`hub.config._contracts`.
+:mod:`hub.config._contracts`; the permission policies' in :mod:`hub.config._permissions`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub.config._issues import IDENTIFIER, Issue, JsonPath, format_path, section_items
+from hub.config._permissions import permission_issues
 from hub.config._schema import load_validator, schema_issues
 from hub.config.model import HealthCheckSpec, RetrySpec, RouteSpec, TimeoutSpec
 from hub.errors import ConfigError
@@ -110,6 +111,7 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
         issues.extend(_upstream_issues(("upstreams", index), item))
     for index, item in section_items(raw, "routes"):
         issues.extend(_route_issues(("routes", index), item, upstream_ids, products))
+    issues.extend(permission_issues(raw))
     return issues
 
 

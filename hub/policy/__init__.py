@@ -1,0 +1,1 @@
+"""Permission policies: declarative allow/deny rules with obligations, compiled per route."""
