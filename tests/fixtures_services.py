@@ -24,6 +24,8 @@ import aio_pika
 import pytest
 import redis
 
+from tests.fixtures_db import create_temp_postgres_database
+from tests.helpers import LoopThread
 from tests.tcpproxy import TcpProxy
 
 __all__ = [
@@ -162,6 +164,32 @@ async def amqp_proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
     host, port = service_address(amqp_url)
     async with TcpProxy(target_host=host, target_port=port) as proxy:
         yield proxy
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)],
+)
+def backends(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """``HUB_*`` variables of one back-end set for a module's hub processes.
+
+    Embedded: none. Real: a fresh PostgreSQL database, Redis and RabbitMQ.
+    """
+    if request.param == "embedded":
+        yield {}
+        return
+    loop = LoopThread()
+    database = create_temp_postgres_database()
+    url = loop.run(database.__aenter__())
+    try:
+        yield {
+            "HUB_DATABASE_URL": url,
+            "HUB_REDIS_URL": DEFAULT_REDIS_URL,
+            "HUB_AMQP_URL": DEFAULT_AMQP_URL,
+        }
+    finally:
+        loop.run(database.__aexit__(None, None, None))
+        loop.close()
 
 
 @pytest.fixture(params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)])

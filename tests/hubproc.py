@@ -20,7 +20,15 @@ import yaml
 
 from tests.fixtures_services import free_port
 
-__all__ = ["ADMIN_TOKEN", "CONFIG_CHANNEL", "HubProcess", "run_hub", "wait_http", "write_policies"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "CONFIG_CHANNEL",
+    "HubProcess",
+    "hub_command",
+    "run_hub",
+    "wait_http",
+    "write_policies",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
@@ -114,6 +122,21 @@ def hub_env(
     )
     env.update(extra or {})
     return env
+
+
+def hub_command(tmp: Path, hub: HubProcess, env: Mapping[str, str], *args: str) -> dict[str, str]:
+    """Run ``hub ARGS`` against the hub's database; the ``name: value`` lines of its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        env=hub_env(tmp, tmp / "policies", hub.port, extra=env),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    lines = (line.partition(":") for line in done.stdout.splitlines())
+    return {name.strip(): value.strip() for name, sep, value in lines if sep and value.strip()}
 
 
 @contextmanager

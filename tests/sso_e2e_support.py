@@ -1,4 +1,4 @@
-"""Shared pieces of the SSO end-to-end tests: back-end sets, people on the hub's database, OAuth.
+"""Shared pieces of the SSO end-to-end tests: people on the hub's database, OAuth, helper processes.
 
 Everything here talks to real processes: the hub's database through its own stores (as the
 ``hub`` command does), the hub's HTTP endpoints, and authlib's OAuth client as the relying party.
@@ -34,24 +34,24 @@ from hub.db.people_store import PeopleStores
 from hub.identity.passwords import PasswordHasher
 from hub.settings import Settings
 from tests.browser import Browser
-from tests.fixtures_db import create_temp_postgres_database
 from tests.helpers import LoopThread
-from tests.hubproc import ROOT, HubProcess, hub_env, wait_http
+from tests.hubproc import ROOT, HubProcess, hub_command, hub_env, wait_http
+from tests.upstreams import sent
 
 __all__ = [
+    "APP_CB",
     "PASSWORD",
     "TIMEOUT",
     "AuthorizeRequest",
     "OAuth2Client",
     "Process",
     "add_person",
-    "backend_set",
-    "hub_command",
+    "first_party_app",
     "id_token_claims",
     "national_idp_link",
     "principal_of",
+    "public_client",
     "query_of",
-    "sent",
     "set_totp",
     "sign_in",
     "start_process",
@@ -59,47 +59,9 @@ __all__ = [
 
 TIMEOUT = 10.0
 PASSWORD = "Sand-Dune-Lantern-2026"
+#: Where the first-party app's codes go: a loopback port nobody serves, so the browser stops.
+APP_CB = "http://127.0.0.1:1/app/cb"
 _HREF = re.compile(r'id="national-idp" href="([^"]+)"')
-
-
-@contextmanager
-def backend_set(kind: str) -> Iterator[dict[str, str]]:
-    """HUB_* variables of a back-end set: none (embedded), or PostgreSQL, Redis, RabbitMQ."""
-    if kind == "embedded":
-        yield {}
-        return
-    loop = LoopThread()
-    database = create_temp_postgres_database()
-    url = loop.run(database.__aenter__())
-    try:
-        yield {
-            "HUB_DATABASE_URL": url,
-            "HUB_REDIS_URL": "redis://127.0.0.1:6379/15",
-            "HUB_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        }
-    finally:
-        loop.run(database.__aexit__(None, None, None))
-        loop.close()
-
-
-def hub_command(tmp: Path, hub: HubProcess, backends: dict[str, str], *args: str) -> dict[str, str]:
-    """Run ``hub ARGS`` against the hub's database; the ``name: value`` lines of its output."""
-    env = hub_env(tmp, tmp / "policies", hub.port, extra=backends)
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    fields = {}
-    for line in done.stdout.splitlines():
-        name, sep, value = line.partition(":")
-        if sep and value.strip():
-            fields[name.strip()] = value.strip()
-    return fields
 
 
 def _database_url(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> str:
@@ -155,6 +117,27 @@ def set_totp(
         loop.close()
 
 
+def first_party_app(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> dict[str, str]:
+    """A first-party public client (a browser app): PKCE without a secret, no consent."""
+    return hub_command(
+        tmp, hub, backends, "clients", "create", "--name", "Portal", "--owner", "platform",
+        "--scopes", "svc.read", "--client-type", "public", "--auth-method", "none",
+        "--redirect-uri", APP_CB, "--first-party",
+    )  # fmt: skip
+
+
+def public_client(app: dict[str, str], scope: str = "openid profile") -> OAuth2Client:
+    """authlib's client for :func:`first_party_app`: no secret, PKCE with S256."""
+    return OAuth2Client(
+        app["client_id"],
+        token_endpoint_auth_method="none",
+        redirect_uri=APP_CB,
+        scope=scope,
+        code_challenge_method="S256",
+        timeout=TIMEOUT,
+    )
+
+
 class AuthorizeRequest:
     """An authorization request made by authlib's client: its URL, state, nonce, verifier."""
 
@@ -198,11 +181,6 @@ def id_token_claims(hub: HubProcess, token: str, client_id: str) -> dict[str, An
         options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time"]},
     )
     return claims
-
-
-def sent(echo: dict[str, Any], name: str) -> list[str]:
-    """The values of header ``name`` the upstream received."""
-    return [value for key, value in echo["headers"] if key.lower() == name]
 
 
 def principal_of(hub: HubProcess, echo: dict[str, Any], audience: str = "svc") -> Principal:

@@ -2,9 +2,7 @@
 
 Unit tests run the Authenticator over real login sessions (SessionManager on the in-process
 ephemeral store) beside real bearer tokens and API keys. The end-to-end part starts a hub that
-shares a Redis ephemeral store with the test: the test signs a person in with its own
-SessionManager, then calls the gateway with the cookie, and an echoing upstream shows what
-crossed the hub.
+shares a Redis ephemeral store with the test (:mod:`tests.session_support`).
 """
 
 from __future__ import annotations
@@ -12,12 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,8 +27,6 @@ from hypothesis import strategies as st
 
 from hub.auth import ApiKeyVerifier, IssuerConfig, Principal, TokenVerifier
 from hub.auth.authenticator import Authenticator
-from hub.auth.internal import InternalTokenVerifier
-from hub.auth.jwks import load_jwks
 from hub.auth.session import (
     SESSION_COOKIE_NAMES,
     check_same_origin,
@@ -42,17 +35,16 @@ from hub.auth.session import (
     without_session_cookies,
 )
 from hub.backends.ephemeral.memory import MemoryEphemeralStore
-from hub.backends.ephemeral.redis import RedisEphemeralStore
 from hub.config.model import AuthSpec
 from hub.errors import CsrfOriginMismatch, InsufficientScope, InvalidToken, Unauthorized
 from hub.identity.acr import ACR_MFA, ACR_PASSWORD
 from hub.identity.sessions import COOKIE_NAME, INSECURE_COOKIE_NAME, SessionManager
-from tests.helpers import LoopThread
-from tests.hubproc import ROOT, HubProcess, hub_env, run_hub, write_policies
-from tests.upstreams import UpstreamServer
+from tests.hubproc import HubProcess
+from tests.session_support import NAME, TIMEOUT, Browser, client_token, route, session_hub
+from tests.sso_e2e_support import principal_of
+from tests.upstreams import sent
 
 ISSUER = "https://hub.example.gov"
-TIMEOUT = 10.0
 
 # --- the pieces a unit test needs: a session store, a token signer, an API key ----------------
 
@@ -420,103 +412,6 @@ def test_session_cookie_reads_no_other_name() -> None:
 
 # --- end to end: a hub sharing a Redis ephemeral store with the test ----------------------------
 
-# A plain-http issuer: the cookie is the one without the __Host- prefix.
-NAME = INSECURE_COOKIE_NAME
-
-
-def route(name: str, **extra: Any) -> dict[str, Any]:
-    return {"id": name, "prefix": f"/{name}/", "upstream": "svc", "strip_prefix": True, **extra}
-
-
-@contextmanager
-def session_hub(
-    tmp: Path, upstream: UpstreamServer, redis_url: str, routes: list[dict[str, Any]]
-) -> Iterator[HubProcess]:
-    """A hub whose ephemeral store (so its login sessions) is the test's Redis database."""
-    policies = write_policies(
-        tmp / "policies",
-        upstreams=[{"id": "svc", "targets": [{"url": upstream.url}]}],
-        routes=routes,
-    )
-    with run_hub(tmp, policies, env={"HUB_ACCESS_LOG": "false", "HUB_REDIS_URL": redis_url}) as p:
-        yield p
-
-
-def hub_cli(tmp: Path, hub: HubProcess, redis_url: str, *args: str) -> dict[str, str]:
-    """Run ``hub ARGS`` against the hub's database; the ``name: value`` lines of its output."""
-    env = hub_env(tmp, tmp / "policies", hub.port, extra={"HUB_REDIS_URL": redis_url})
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = (line.partition(":") for line in done.stdout.splitlines())
-    return {name.strip(): value.strip() for name, sep, value in lines if sep and value.strip()}
-
-
-def client_token(tmp: Path, hub: HubProcess, redis_url: str, scopes: str = "svc.read") -> str:
-    """A client-credentials access token of a new client."""
-    client = hub_cli(
-        tmp,
-        hub,
-        redis_url,
-        "clients",
-        "create",
-        "--name",
-        "app",
-        "--owner",
-        "o",
-        "--scopes",
-        scopes,
-    )
-    response = httpx.post(
-        f"{hub.url}/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(client["client_id"], client["client_secret"]),
-        timeout=TIMEOUT,
-    )
-    response.raise_for_status()
-    token: str = response.json()["access_token"]
-    return token
-
-
-class Browser:
-    """Signs people in through the hub's shared store, as the login pages would."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.loop = LoopThread()
-        self.store = RedisEphemeralStore.from_url(redis_url)
-        self.sessions = SessionManager(self.store, idle_seconds=1800, max_seconds=43200)
-
-    def sign_in(self, acr: str = ACR_PASSWORD, *, max_seconds: float | None = None) -> str:
-        sessions = self.sessions
-        if max_seconds is not None:
-            sessions = SessionManager(self.store, idle_seconds=max_seconds, max_seconds=max_seconds)
-        raw, _ = self.loop.run(sessions.create(person_id="person-42", acr=acr, amr=["pwd"]))
-        return raw
-
-    def sign_out(self, raw: str) -> None:
-        self.loop.run(self.sessions.end(raw))
-
-    def close(self) -> None:
-        self.loop.run(self.store.aclose())
-        self.loop.close()
-
-
-def sent(echo: dict[str, Any], name: str) -> list[str]:
-    return [value for key, value in echo["headers"] if key.lower() == name]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    server = UpstreamServer("svc").start()
-    yield server
-    server.close()
-
 
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -524,22 +419,21 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp: Path, upstream: UpstreamServer, redis_url: str) -> Iterator[HubProcess]:
+def hub(tmp: Path, redis_url: str) -> Iterator[HubProcess]:
     routes = [
         route("portal", auth={"methods": ["session", "jwt"]}),
         route("scoped", auth={"methods": ["session", "jwt"], "scopes": ["svc.read"]}),
         route("tokens", auth={"methods": ["jwt"]}),
         route("open"),
     ]
-    with session_hub(tmp, upstream, redis_url, routes) as process:
+    with session_hub(tmp, redis_url, routes) as process:
         yield process
 
 
 @pytest.fixture(scope="module")
 def browser(redis_url: str) -> Iterator[Browser]:
-    person = Browser(redis_url)
-    yield person
-    person.close()
+    with Browser(redis_url) as person:
+        yield person
 
 
 @pytest.mark.integration
@@ -558,9 +452,7 @@ def test_a_signed_in_person_reaches_the_portal_and_upstream_sees_no_cookie(
     assert sent(echo, "cookie") == ["theme=dark; lang=en"]
     assert raw not in response.text
 
-    (internal,) = sent(echo, "x-hub-principal-token")
-    keys = load_jwks(httpx.get(f"{hub.url}/.well-known/jwks.json", timeout=TIMEOUT).json())
-    principal = InternalTokenVerifier(keys.get, issuer=hub.url, audience="svc").verify(internal)
+    principal = principal_of(hub, echo)
     assert principal.kind == "person"
     assert principal.subject == "person-42"
     assert principal.acr == ACR_MFA

@@ -21,22 +21,11 @@ from hub.auth.assurance import is_navigation, require_acr, step_up_url
 from hub.config.loader import default_schema_path, load_directory
 from hub.errors import ConfigError, InsufficientUserAuthentication, UserAuthenticationRequired
 from hub.identity.acr import ACR_LEVELS, ACR_MFA, ACR_NATIONAL_IDP, ACR_PASSWORD
-from hub.identity.sessions import COOKIE_NAME, INSECURE_COOKIE_NAME
-from tests.hubproc import HubProcess
-from tests.test_auth_session import (
-    MIXED,
-    TIMEOUT,
-    Browser,
-    bearer,
-    client_token,
-    cookie,
-    hub_cli,
-    make_kit,
-    route,
-    sent,
-    session_hub,
-)
-from tests.upstreams import UpstreamServer
+from hub.identity.sessions import COOKIE_NAME
+from tests.hubproc import HubProcess, hub_command
+from tests.session_support import NAME, TIMEOUT, Browser, client_token, route, session_hub
+from tests.test_auth_session import MIXED, bearer, cookie, make_kit
+from tests.upstreams import sent
 
 CHALLENGE = (
     'Bearer realm="hub", error="insufficient_user_authentication",'
@@ -180,15 +169,6 @@ def test_an_unknown_level_is_refused_naming_file_and_path(tmp_path: Path) -> Non
 
 # --- end to end ----------------------------------------------------------------------------------
 
-NAME = INSECURE_COOKIE_NAME  # the hub's issuer is plain http
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[UpstreamServer]:
-    server = UpstreamServer("svc").start()
-    yield server
-    server.close()
-
 
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -196,21 +176,20 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub(tmp: Path, upstream: UpstreamServer, redis_url: str) -> Iterator[HubProcess]:
+def hub(tmp: Path, redis_url: str) -> Iterator[HubProcess]:
     every = ["session", "jwt", "api_key"]
     routes = [
         route("mfa", auth={"methods": every, "acr": ACR_MFA}),
         route("national", auth={"methods": every, "acr": ACR_NATIONAL_IDP}),
     ]
-    with session_hub(tmp, upstream, redis_url, routes) as process:
+    with session_hub(tmp, redis_url, routes) as process:
         yield process
 
 
 @pytest.fixture(scope="module")
 def browser(redis_url: str) -> Iterator[Browser]:
-    person = Browser(redis_url)
-    yield person
-    person.close()
+    with Browser(redis_url) as person:
+        yield person
 
 
 HTML = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -300,7 +279,9 @@ def test_a_client_token_cannot_step_up(
 @pytest.mark.integration
 @pytest.mark.backends
 def test_an_api_key_cannot_step_up(tmp: Path, hub: HubProcess, redis_url: str) -> None:
-    key = hub_cli(tmp, hub, redis_url, "apikeys", "create", "--name", "k", "--scopes", "x")
+    key = hub_command(
+        tmp, hub, {"HUB_REDIS_URL": redis_url}, "apikeys", "create", "--name", "k", "--scopes", "x"
+    )
     response = httpx.get(
         f"{hub.url}/mfa/echo", headers={"X-API-Key": key["api_key"]}, timeout=TIMEOUT
     )

@@ -6,8 +6,6 @@ Real processes on loopback: the hub (with its OAuth endpoints and gateway), an u
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +22,8 @@ with warnings.catch_warnings():
 
 from hub.auth.internal import InternalTokenVerifier
 from hub.auth.jwks import load_jwks
-from tests.fixtures_db import create_temp_postgres_database
-from tests.helpers import LoopThread
-from tests.hubproc import ROOT, HubProcess, hub_env, run_hub, write_policies
-from tests.upstreams import UpstreamServer
+from tests.hubproc import HubProcess, hub_command, run_hub, write_policies
+from tests.upstreams import UpstreamServer, sent
 
 pytestmark = pytest.mark.integration
 
@@ -44,29 +40,6 @@ def upstream() -> Iterator[UpstreamServer]:
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("identity-e2e")
-
-
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)],
-)
-def backends(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    """HUB_* variables of the back-end set: none (embedded), or PostgreSQL, Redis, RabbitMQ."""
-    if request.param == "embedded":
-        yield {}
-        return
-    loop = LoopThread()
-    database = create_temp_postgres_database()
-    url = loop.run(database.__aenter__())
-    try:
-        yield {
-            "HUB_DATABASE_URL": url,
-            "HUB_REDIS_URL": "redis://127.0.0.1:6379/15",
-            "HUB_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
-        }
-    finally:
-        loop.run(database.__aexit__(None, None, None))
-        loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -93,26 +66,6 @@ def hub(tmp: Path, upstream: UpstreamServer, backends: dict[str, str]) -> Iterat
         yield process
 
 
-def hub_command(tmp: Path, hub: HubProcess, backends: dict[str, str], *args: str) -> dict[str, str]:
-    """Run ``hub ARGS`` against the hub's database; the ``name: value`` lines of its output."""
-    env = hub_env(tmp, tmp / "policies", hub.port, extra=backends)
-    done = subprocess.run(
-        [sys.executable, "-m", "hub", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    fields = {}
-    for line in done.stdout.splitlines():
-        name, sep, value = line.partition(":")
-        if sep and value.strip():
-            fields[name.strip()] = value.strip()
-    return fields
-
-
 @pytest.fixture(scope="module")
 def vendor(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> dict[str, str]:
     arguments = ["create", "--name", "HR suite", "--owner", "acme", "--scopes", "svc.read"]
@@ -130,10 +83,6 @@ def fetch_token(hub: HubProcess, vendor: dict[str, str], **extra: str) -> dict[s
             f"{hub.url}/oauth2/token", grant_type="client_credentials", **extra
         )
     return token
-
-
-def sent(echo: dict[str, Any], name: str) -> list[str]:
-    return [value for key, value in echo["headers"] if key.lower() == name]
 
 
 def test_a_vendor_token_opens_the_route_and_the_upstream_learns_who_called(

@@ -22,30 +22,29 @@ from hub.identity.acr import ACR_MFA, ACR_PASSWORD
 from hub.identity.totp import code_at, new_secret
 from tests.browser import Browser
 from tests.fixtures_services import free_port
-from tests.hubproc import HubProcess, run_hub, write_policies
+from tests.hubproc import HubProcess, hub_command, run_hub, write_policies
 from tests.sso_e2e_support import (
+    APP_CB,
     PASSWORD,
     TIMEOUT,
     AuthorizeRequest,
     OAuth2Client,
     add_person,
-    backend_set,
-    hub_command,
+    first_party_app,
     id_token_claims,
     principal_of,
+    public_client,
     query_of,
-    sent,
     set_totp,
     sign_in,
     start_process,
 )
-from tests.upstreams import UpstreamServer
+from tests.upstreams import UpstreamServer, sent
 
 pytestmark = pytest.mark.integration
 
 VENDOR_CB = "http://127.0.0.1:1/vendor/cb"
 VENDOR_BYE = "http://127.0.0.1:1/vendor/signed-out"
-APP_CB = "http://127.0.0.1:1/app/cb"
 COOKIE = "hub_session"  # a plain-http issuer: no Secure, no __Host- prefix
 AMAL, BADR, DANA, EWA = "1000000001", "1000000002", "1000000003", "1000000004"
 
@@ -60,15 +59,6 @@ def upstream() -> Iterator[UpstreamServer]:
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sso-e2e")
-
-
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)],
-)
-def backends(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    with backend_set(request.param) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")
@@ -120,23 +110,7 @@ def vendor(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> dict[str, st
 
 @pytest.fixture(scope="module")
 def app(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> dict[str, str]:
-    """A first-party public client (a browser app): PKCE without a secret, no consent."""
-    return hub_command(
-        tmp, hub, backends, "clients", "create", "--name", "Portal", "--owner", "platform",
-        "--scopes", "svc.read", "--client-type", "public", "--auth-method", "none",
-        "--redirect-uri", APP_CB, "--first-party",
-    )  # fmt: skip
-
-
-def public_client(app: dict[str, str], scope: str = "openid profile") -> OAuth2Client:
-    return OAuth2Client(
-        app["client_id"],
-        token_endpoint_auth_method="none",
-        redirect_uri=APP_CB,
-        scope=scope,
-        code_challenge_method="S256",
-        timeout=TIMEOUT,
-    )
+    return first_party_app(tmp, hub, backends)
 
 
 def redeem(oauth: OAuth2Client, hub: HubProcess, request: AuthorizeRequest, location: str) -> Any:

@@ -15,23 +15,21 @@ import pytest
 from hub.identity.acr import ACR_NATIONAL_IDP
 from tests.browser import Browser
 from tests.fixtures_services import free_port
-from tests.hubproc import HubProcess, run_hub, write_policies
+from tests.hubproc import HubProcess, hub_command, run_hub, write_policies
 from tests.sso_e2e_support import (
-    TIMEOUT,
+    APP_CB,
     AuthorizeRequest,
-    OAuth2Client,
     Process,
-    backend_set,
-    hub_command,
+    first_party_app,
     id_token_claims,
     national_idp_link,
+    public_client,
     query_of,
     start_process,
 )
 
 pytestmark = pytest.mark.integration
 
-APP_CB = "http://127.0.0.1:1/app/cb"
 IDP_CLIENT_ID = "hub-e2e"
 IDP_SECRET = "idp-client-secret-for-tests"
 SANDBOX_PASSWORD = "sandbox-pass"
@@ -41,15 +39,6 @@ LINKED, UNKNOWN = "1000000001", "1000000099"  # both at the IdP; only the first 
 @pytest.fixture(scope="module")
 def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sso-e2e-federation")
-
-
-@pytest.fixture(
-    scope="module",
-    params=[pytest.param("embedded"), pytest.param("real", marks=pytest.mark.backends)],
-)
-def backends(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
-    with backend_set(request.param) as env:
-        yield env
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +77,7 @@ def idp(tmp: Path, hub: HubProcess, idp_url: str) -> Iterator[Process]:
 
 @pytest.fixture(scope="module")
 def app(tmp: Path, hub: HubProcess, backends: dict[str, str]) -> dict[str, str]:
-    return hub_command(
-        tmp, hub, backends, "clients", "create", "--name", "Portal", "--owner", "platform",
-        "--scopes", "svc.read", "--client-type", "public", "--auth-method", "none",
-        "--redirect-uri", APP_CB, "--first-party",
-    )  # fmt: skip
+    return first_party_app(tmp, hub, backends)
 
 
 @pytest.fixture(scope="module")
@@ -122,14 +107,7 @@ def at_the_idp(browser: Browser, hub: HubProcess, idp: Process, url: str, nation
 def test_a_person_signs_in_to_an_app_through_the_national_idp(
     hub: HubProcess, idp: Process, app: dict[str, str], person_id: str
 ) -> None:
-    oauth = OAuth2Client(
-        app["client_id"],
-        token_endpoint_auth_method="none",
-        redirect_uri=APP_CB,
-        scope="openid profile national_id",
-        code_challenge_method="S256",
-        timeout=TIMEOUT,
-    )
+    oauth = public_client(app, scope="openid profile national_id")
     with oauth, Browser() as browser:
         request = AuthorizeRequest(oauth, hub)
         callback = at_the_idp(browser, hub, idp, request.url, LINKED)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.fixtures_services import free_port
 
-__all__ = ["UpstreamServer"]
+__all__ = ["UpstreamServer", "sent"]
 
 _CHUNK = 64 * 1024
 
@@ -217,3 +217,8 @@ class UpstreamServer:
             {"server": self.name},
             headers={"X-Request-ID": "chosen-by-upstream", "Server": "upstream/1.0"},
         )
+
+
+def sent(echo: dict[str, Any], name: str) -> list[str]:
+    """The values of header ``name`` an ``/echo`` answer says the upstream received."""
+    return [value for key, value in echo["headers"] if key.lower() == name]

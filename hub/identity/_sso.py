@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 from litestar import Request, Response
 
 from hub.errors import ServiceUnavailable
+from hub.identity._forms import printable
 from hub.identity.authz_request import AuthorizationRequests
 from hub.identity.codes import AuthorizationCodes
 from hub.identity.id_tokens import IdTokens
@@ -108,7 +109,7 @@ def parse_params(raw: bytes) -> dict[str, str] | str:
         if name in params:
             # RFC 6749 §3.1: parameters MUST NOT be included more than once.
             return f"The parameter {name[:40]!r} is repeated."
-        if any(not 0x20 <= ord(c) <= 0x7E for c in name + value):
+        if not printable(name + value):
             return "The request holds characters that are not allowed."
         params[name] = value
     return params

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
@@ -114,21 +114,18 @@ class AuthorizationRequests:
 
     async def load(self, rid: str | None) -> AuthorizationRequest | None:
         """The pending request ``rid``, ``None`` if unknown, used up or expired."""
-        if not rid or len(rid) > _MAX_RID_LENGTH:
-            return None
-        data = await self._store.get(_KEY_PREFIX + rid)
-        if data is None:
-            return None
-        try:
-            return AuthorizationRequest.from_json(data)
-        except (KeyError, TypeError, ValueError):
-            return None
+        return await self._read(rid, self._store.get)
 
     async def finish(self, rid: str) -> AuthorizationRequest | None:
         """Use up the request ``rid``: only one caller gets it back."""
+        return await self._read(rid, self._store.take)
+
+    async def _read(
+        self, rid: str | None, fetch: Callable[[str], Awaitable[dict[str, Any] | None]]
+    ) -> AuthorizationRequest | None:
         if not rid or len(rid) > _MAX_RID_LENGTH:
             return None
-        data = await self._store.take(_KEY_PREFIX + rid)
+        data = await fetch(_KEY_PREFIX + rid)
         if data is None:
             return None
         try:

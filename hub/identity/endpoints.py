@@ -21,7 +21,6 @@ rebuilt if any of them is replaced.
 from __future__ import annotations
 
 from typing import Any, Final
-from urllib.parse import parse_qsl
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import State
@@ -29,6 +28,7 @@ from litestar.enums import MediaType
 
 from hub.backends.ephemeral.base import EphemeralStore
 from hub.errors import ServiceUnavailable
+from hub.identity._forms import MalformedForm, printable, read_form
 from hub.identity.acr import ACR_LEVELS
 from hub.identity.authorize import AUTHORIZE_PATH, authorize
 from hub.identity.client_auth import ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS
@@ -65,14 +65,9 @@ JWKS_PATH: Final = "/.well-known/jwks.json"
 #: Far above any legitimate token request (a client assertion is a few kilobytes).
 MAX_FORM_BYTES: Final = 64 * 1024
 _MAX_FORM_FIELDS: Final = 32
-_FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
 # Relying parties may cache both documents briefly; keys are published well before they sign.
 _PUBLIC_CACHE: Final = {"Cache-Control": "public, max-age=60"}
 _SERVER_STATE_KEY: Final = "identity_oauth_server"
-
-
-class _Malformed(Exception):
-    """The body is not a form the OAuth endpoints accept."""
 
 
 def discovery_document(
@@ -157,48 +152,13 @@ def _request_id(request: Request[Any, Any, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _printable(text: str) -> bool:
-    # RFC 6749 Appendix A: every parameter the hub reads is (printable ASCII) VSCHAR.
-    return all(0x20 <= ord(c) <= 0x7E for c in text)
-
-
-async def _read_body(request: Request[Any, Any, Any]) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise _Malformed(f"the request body exceeds {MAX_FORM_BYTES} bytes")
-    return bytes(body)
-
-
 async def _read_form(request: Request[Any, Any, Any]) -> FormRequest:
-    media_type, options = request.content_type
-    if media_type.lower() != _FORM_MEDIA_TYPE:
-        raise _Malformed(f"the body must be {_FORM_MEDIA_TYPE}")
-    if options.get("charset", "utf-8").lower() != "utf-8":
-        raise _Malformed("the form must be encoded in UTF-8")
     authorizations = request.headers.getall("authorization", [])
     if len(authorizations) > 1:
-        raise _Malformed("more than one Authorization header")
-    body = await _read_body(request)
-    try:
-        pairs = parse_qsl(
-            body.decode("ascii"),
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=_MAX_FORM_FIELDS,
-        )
-    except ValueError:  # UnicodeDecodeError included
-        raise _Malformed("the body is not a well-formed form") from None
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if not _printable(name) or not _printable(value):
-            raise _Malformed("form parameters must be printable ASCII")
-        if name in form:
-            # RFC 6749 §3.2: parameters MUST NOT be included more than once.
-            raise _Malformed(f"parameter {name[:40]!r} is repeated")
-        form[name] = value
+        raise MalformedForm("more than one Authorization header")
+    form = await read_form(request, max_bytes=MAX_FORM_BYTES, max_fields=_MAX_FORM_FIELDS)
+    if not all(printable(name) and printable(value) for name, value in form.items()):
+        raise MalformedForm("form parameters must be printable ASCII")
     return FormRequest(
         uri=_state(request, "settings").issuer + request.url.path,
         form=form,
@@ -212,7 +172,7 @@ async def _form_or_error(
 ) -> FormRequest | Response[dict[str, Any]]:
     try:
         return await _read_form(request)
-    except _Malformed as exc:
+    except MalformedForm as exc:
         return oauth_error_response("invalid_request", str(exc), request_id=_request_id(request))
 
 

@@ -8,11 +8,20 @@ from typing import Any
 from litestar import Request, Response
 from litestar.datastructures import Cookie
 
+from hub.identity._forms import MalformedForm
 from hub.identity.login._render import message_page, page
-from hub.identity.login.csrf import csrf_cookie, csrf_token
+from hub.identity.login._web import read_form
+from hub.identity.login.csrf import csrf_cookie, csrf_ok, csrf_token
 from hub.settings import Settings
 
-__all__ = ["bad_form", "csrf_failed", "form_page", "locked_out", "request_expired"]
+__all__ = [
+    "bad_form",
+    "csrf_failed",
+    "form_page",
+    "locked_out",
+    "posted_form",
+    "request_expired",
+]
 
 
 def form_page(
@@ -30,6 +39,19 @@ def form_page(
     if new:
         cookies = [*cookies, csrf_cookie(settings, token)]
     return page(template, status=status, headers=headers, cookies=cookies, csrf=token, **context)
+
+
+async def posted_form(
+    request: Request[Any, Any, Any], settings: Settings
+) -> dict[str, str] | Response[str]:
+    """The posted form when it is well-formed and passes the CSRF check, else the error page."""
+    try:
+        form = await read_form(request)
+    except MalformedForm as exc:
+        return bad_form(str(exc))
+    if not csrf_ok(request, form, settings):
+        return csrf_failed()
+    return form
 
 
 def csrf_failed() -> Response[str]:

@@ -22,6 +22,7 @@ from hub.identity.authz_request import AuthorizationRequest
 from hub.identity.login._render import redirect
 from hub.identity.login._web import (
     Destination,
+    account_cookie,
     clear_cookie,
     session_cookie,
     session_cookie_value,
@@ -85,14 +86,13 @@ async def bar_for(
 
 def mfa_cookie(settings: Settings, value: str) -> Cookie:
     """The ``hub_mfa`` cookie naming a pending second factor."""
-    return Cookie(
-        key=MFA_COOKIE,
-        value=value,
+    return account_cookie(
+        settings,
+        MFA_COOKIE,
+        value,
         path="/account/login",
-        max_age=MFA_PENDING_SECONDS,
-        secure=settings.session_cookie_secure,
-        httponly=True,
         samesite="strict",
+        max_age=MFA_PENDING_SECONDS,
     )
 
 

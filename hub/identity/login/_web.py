@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from typing import Any, Final, Literal
+from urllib.parse import quote
 
 from litestar import Request
 from litestar.datastructures import Cookie
 
 from hub.errors import ServiceUnavailable
+from hub.identity import _forms
 from hub.identity.sessions import LoginSession, cookie_name
 from hub.proxy.headers import client_address
 from hub.runtime import IdentityStores, Runtime
@@ -19,7 +20,7 @@ from hub.settings import Settings
 __all__ = [
     "MAX_FORM_BYTES",
     "Destination",
-    "MalformedForm",
+    "account_cookie",
     "clear_cookie",
     "client_ip",
     "current_session",
@@ -35,16 +36,11 @@ __all__ = [
 #: A sign-in form is a few hundred bytes; anything far larger is not one of ours.
 MAX_FORM_BYTES: Final = 16 * 1024
 _MAX_FORM_FIELDS: Final = 16
-_FORM_MEDIA_TYPE: Final = "application/x-www-form-urlencoded"
 _MAX_RETURN_TO: Final = 2048
 # A local path: one leading slash, then printable ASCII without a backslash (browsers read
 # "\" as "/", so "/\evil.example" would leave the site).
 _LOCAL_PATH: Final = re.compile(r"/(?![/\\])[\x21-\x5b\x5d-\x7e]*")
 _MAX_RID: Final = 64
-
-
-class MalformedForm(Exception):
-    """The body is not a form the account pages accept."""
 
 
 def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
@@ -69,32 +65,7 @@ def client_ip(request: Request[Any, Any, Any], settings: Settings) -> str:
 
 async def read_form(request: Request[Any, Any, Any]) -> dict[str, str]:
     """The urlencoded body as a dict; each field at most once, size bounded."""
-    media_type, options = request.content_type
-    if media_type.lower() != _FORM_MEDIA_TYPE:
-        raise MalformedForm(f"the body must be {_FORM_MEDIA_TYPE}")
-    if options.get("charset", "utf-8").lower() != "utf-8":
-        raise MalformedForm("the form must be encoded in UTF-8")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise MalformedForm("the form is too large")
-    try:
-        pairs = parse_qsl(
-            body.decode("ascii"),
-            keep_blank_values=True,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=_MAX_FORM_FIELDS,
-        )
-    except ValueError:  # UnicodeDecodeError included
-        raise MalformedForm("the body is not a well-formed form") from None
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        if name in form:
-            raise MalformedForm("a form field is repeated")
-        form[name] = value
-    return form
+    return await _forms.read_form(request, max_bytes=MAX_FORM_BYTES, max_fields=_MAX_FORM_FIELDS)
 
 
 def safe_return_to(value: str | None) -> str | None:
@@ -166,14 +137,29 @@ def session_cookie(settings: Settings, value: str) -> Cookie:
     No ``Max-Age``: the cookie ends with the browser session; the server enforces the idle and
     absolute lifetimes whatever the browser keeps.
     """
-    secure = settings.session_cookie_secure
+    return account_cookie(
+        settings, cookie_name(settings.session_cookie_secure), value, path="/", samesite="lax"
+    )
+
+
+def account_cookie(
+    settings: Settings,
+    key: str,
+    value: str,
+    *,
+    path: str,
+    samesite: Literal["lax", "strict"],
+    max_age: int | None = None,
+) -> Cookie:
+    """A cookie of the sign-in pages: never readable by script, Secure unless set otherwise."""
     return Cookie(
-        key=cookie_name(secure),
+        key=key,
         value=value,
-        path="/",
-        secure=secure,
+        path=path,
+        max_age=max_age,
+        secure=settings.session_cookie_secure,
         httponly=True,
-        samesite="lax",
+        samesite=samesite,
     )
 
 

@@ -6,18 +6,15 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 
-from hub.identity.login._pages import bad_form, csrf_failed, form_page
+from hub.identity.login._pages import form_page, posted_form
 from hub.identity.login._render import message_page, redirect
 from hub.identity.login._web import (
-    MalformedForm,
     clear_cookie,
     current_session,
     identity_of,
-    read_form,
     runtime_of,
     session_cookie,
 )
-from hub.identity.login.csrf import csrf_ok
 
 __all__ = ["account_home", "logout_page", "logout_submit"]
 
@@ -54,12 +51,9 @@ async def logout_submit(request: Request[Any, Any, Any]) -> Response[str]:
     """End the session, its refresh tokens, and the cookie."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    try:
-        form = await read_form(request)
-    except MalformedForm as exc:
-        return bad_form(str(exc))
-    if not csrf_ok(request, form, settings):
-        return csrf_failed()
+    form = await posted_form(request, settings)
+    if isinstance(form, Response):
+        return form
     raw, _session = await current_session(request, runtime)
     if raw:
         ended = await runtime.sessions.end(raw)

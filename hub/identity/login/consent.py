@@ -13,18 +13,15 @@ from typing import Any, Final
 from litestar import Request, Response, get, post
 
 from hub.identity.authz_request import AuthorizationRequest, redirect_with
-from hub.identity.login._pages import bad_form, csrf_failed, form_page, request_expired
+from hub.identity.login._pages import form_page, posted_form, request_expired
 from hub.identity.login._render import message_page, redirect
 from hub.identity.login._web import (
     Destination,
-    MalformedForm,
     current_session,
     destination_from,
     identity_of,
-    read_form,
     runtime_of,
 )
-from hub.identity.login.csrf import csrf_ok
 from hub.identity.sessions import LoginSession
 from hub.runtime import Runtime
 
@@ -100,12 +97,9 @@ async def consent_page(request: Request[Any, Any, Any]) -> Response[str]:
 async def consent_submit(request: Request[Any, Any, Any]) -> Response[str]:
     """Record the person's answer and carry on the authorization request."""
     runtime = runtime_of(request)
-    try:
-        form = await read_form(request)
-    except MalformedForm as exc:
-        return bad_form(str(exc))
-    if not csrf_ok(request, form, runtime.settings):
-        return csrf_failed()
+    form = await posted_form(request, runtime.settings)
+    if isinstance(form, Response):
+        return form
     found = await _person_and_request(request, form)
     if isinstance(found, Response):
         return found

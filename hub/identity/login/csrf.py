@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from litestar import Request
 from litestar.datastructures import Cookie
 
+from hub.identity.login._web import account_cookie
 from hub.settings import Settings
 
 __all__ = ["CSRF_COOKIE", "CSRF_FIELD", "csrf_cookie", "csrf_ok", "csrf_token"]
@@ -53,14 +54,7 @@ def csrf_token(request: Request[Any, Any, Any]) -> tuple[str, bool]:
 
 def csrf_cookie(settings: Settings, token: str) -> Cookie:
     """The ``hub_csrf`` cookie holding ``token``."""
-    return Cookie(
-        key=CSRF_COOKIE,
-        value=token,
-        path="/account",
-        secure=settings.session_cookie_secure,
-        httponly=True,
-        samesite="strict",
-    )
+    return account_cookie(settings, CSRF_COOKIE, token, path="/account", samesite="strict")
 
 
 def _origin(url: str) -> str:

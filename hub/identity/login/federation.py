@@ -23,6 +23,7 @@ from hub.identity.login._render import message_page, redirect
 from hub.identity.login._signin import finish_sign_in
 from hub.identity.login._web import (
     Destination,
+    account_cookie,
     clear_cookie,
     destination_from,
     identity_of,
@@ -63,15 +64,18 @@ def _client(request: Request[Any, Any, Any], settings: Settings) -> NationalIdpC
 
 
 def _fed_cookie(settings: Settings, value: str) -> Cookie:
-    return Cookie(
-        key=FED_COOKIE,
-        value=value,
+    return account_cookie(
+        settings,
+        FED_COOKIE,
+        value,
         path="/account/federation",
-        max_age=_FED_SECONDS,
-        secure=settings.session_cookie_secure,
-        httponly=True,
         samesite="lax",
+        max_age=_FED_SECONDS,
     )
+
+
+def _cleared_fed_cookie(settings: Settings) -> Cookie:
+    return clear_cookie(_fed_cookie(settings, ""))
 
 
 def _unavailable() -> Response[str]:
@@ -90,7 +94,7 @@ def _failed(settings: Settings, detail: str, *, status: int = 502) -> Response[s
         f"{detail} Please try again in a few minutes, or sign in with your password.",
         status=status,
         link=("/account/login", "Back to sign-in"),
-        cookies=[clear_cookie(_fed_cookie(settings, ""))],
+        cookies=[_cleared_fed_cookie(settings)],
     )
 
 
@@ -102,7 +106,7 @@ def _bad_state(settings: Settings) -> Response[str]:
         "in this browser, or it came too late. Start again from the sign-in page.",
         status=400,
         link=("/account/login", "Back to sign-in"),
-        cookies=[clear_cookie(_fed_cookie(settings, ""))],
+        cookies=[_cleared_fed_cookie(settings)],
     )
 
 
@@ -168,7 +172,7 @@ async def federation_callback(request: Request[Any, Any, Any]) -> Response[str]:
                 "The sign-in at the national identity provider was cancelled.",
                 status=403,
                 link=("/account/login", "Back to sign-in"),
-                cookies=[clear_cookie(_fed_cookie(settings, ""))],
+                cookies=[_cleared_fed_cookie(settings)],
             )
         return _failed(
             settings, f"The national identity provider answered “{error[:80]}”.", status=502
@@ -190,7 +194,7 @@ async def federation_callback(request: Request[Any, Any, Any]) -> Response[str]:
             "The national identity provider signed you in, but this service holds no record "
             "for your national ID. Contact the service desk if you think it should.",
             status=403,
-            cookies=[clear_cookie(_fed_cookie(settings, ""))],
+            cookies=[_cleared_fed_cookie(settings)],
         )
     destination = Destination.from_json(dict(record.get("destination") or {}))
     return await finish_sign_in(
@@ -200,5 +204,5 @@ async def federation_callback(request: Request[Any, Any, Any]) -> Response[str]:
         acr=ACR_NATIONAL_IDP,
         amr=["fed"],
         destination=destination,
-        cookies=[clear_cookie(_fed_cookie(settings, ""))],
+        cookies=[_cleared_fed_cookie(settings)],
     )

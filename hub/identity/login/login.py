@@ -21,10 +21,9 @@ from hub.identity.acr import ACR_MFA, ACR_NATIONAL_IDP, ACR_PASSWORD, acr_rank, 
 from hub.identity.lockout import Decision
 from hub.identity.login._factors import check_recovery_code, check_totp, looks_like_totp
 from hub.identity.login._pages import (
-    bad_form,
-    csrf_failed,
     form_page,
     locked_out,
+    posted_form,
     request_expired,
 )
 from hub.identity.login._render import message_page, redirect
@@ -40,15 +39,12 @@ from hub.identity.login._signin import (
 )
 from hub.identity.login._web import (
     Destination,
-    MalformedForm,
     client_ip,
     current_session,
     destination_from,
     identity_of,
-    read_form,
     runtime_of,
 )
-from hub.identity.login.csrf import csrf_ok
 from hub.runtime import Runtime
 
 __all__ = ["MAX_MFA_ATTEMPTS", "login_page", "login_submit", "totp_page", "totp_submit"]
@@ -169,12 +165,9 @@ async def login_submit(request: Request[Any, Any, Any]) -> Response[str]:
     """Check the identifier and password; on to the TOTP step, or signed in."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    try:
-        form = await read_form(request)
-    except MalformedForm as exc:
-        return bad_form(str(exc))
-    if not csrf_ok(request, form, settings):
-        return csrf_failed()
+    form = await posted_form(request, settings)
+    if isinstance(form, Response):
+        return form
     destination = destination_from(form)
     bar, known = await bar_for(runtime, form, destination)
     if not known:
@@ -293,12 +286,9 @@ async def totp_submit(request: Request[Any, Any, Any]) -> Response[str]:
     """Check a TOTP or recovery code; signed in at the MFA level when right."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    try:
-        form = await read_form(request)
-    except MalformedForm as exc:
-        return bad_form(str(exc))
-    if not csrf_ok(request, form, settings):
-        return csrf_failed()
+    form = await posted_form(request, settings)
+    if isinstance(form, Response):
+        return form
     pending = await take_pending_mfa(request, runtime)
     if pending is None:
         return _start_again(runtime)

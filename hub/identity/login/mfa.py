@@ -17,17 +17,14 @@ from litestar import Request, Response, get, post
 
 from hub.db.person_store import Person
 from hub.identity.login._factors import check_totp
-from hub.identity.login._pages import bad_form, csrf_failed, form_page, locked_out
+from hub.identity.login._pages import form_page, locked_out, posted_form
 from hub.identity.login._render import page, redirect
 from hub.identity.login._web import (
-    MalformedForm,
     client_ip,
     current_session,
     identity_of,
-    read_form,
     runtime_of,
 )
-from hub.identity.login.csrf import csrf_ok
 from hub.identity.sessions import LoginSession
 from hub.identity.totp import hash_recovery_code, new_recovery_codes, new_secret, otpauth_uri
 from hub.runtime import Runtime
@@ -77,32 +74,22 @@ async def _mfa_form(
     status: int = 200,
     error: str | None = None,
 ) -> Response[str]:
+    context: dict[str, Any]
     if person.totp_secret:
-        return form_page(
-            request,
-            runtime.settings,
-            "mfa.html",
-            status=status,
-            error=error,
-            enrolled=True,
-            recovery_left=len(person.recovery_code_hashes),
-        )
-    secret = await _pending_secret(runtime, session)
-    uri = otpauth_uri(secret, account=person.identifier, issuer=_ISSUER_LABEL)
-    qr = segno.make(uri, error="m")
-    width, _height = qr.symbol_size(scale=_QR_SCALE)
-    return form_page(
-        request,
-        runtime.settings,
-        "mfa.html",
-        status=status,
-        error=error,
-        enrolled=False,
-        secret=secret,
-        otpauth_uri=uri,
-        qr=qr.svg_data_uri(scale=_QR_SCALE),
-        qr_size=width,
-    )
+        context = {"enrolled": True, "recovery_left": len(person.recovery_code_hashes)}
+    else:
+        secret = await _pending_secret(runtime, session)
+        uri = otpauth_uri(secret, account=person.identifier, issuer=_ISSUER_LABEL)
+        qr = segno.make(uri, error="m")
+        width, _height = qr.symbol_size(scale=_QR_SCALE)
+        context = {
+            "enrolled": False,
+            "secret": secret,
+            "otpauth_uri": uri,
+            "qr": qr.svg_data_uri(scale=_QR_SCALE),
+            "qr_size": width,
+        }
+    return form_page(request, runtime.settings, "mfa.html", status=status, error=error, **context)
 
 
 @get("/mfa", include_in_schema=False)
@@ -121,12 +108,9 @@ async def mfa_submit(request: Request[Any, Any, Any]) -> Response[str]:
     """Confirm enrolment with a code from the app, or turn the second factor off."""
     runtime = runtime_of(request)
     settings = runtime.settings
-    try:
-        form = await read_form(request)
-    except MalformedForm as exc:
-        return bad_form(str(exc))
-    if not csrf_ok(request, form, settings):
-        return csrf_failed()
+    form = await posted_form(request, settings)
+    if isinstance(form, Response):
+        return form
     signed_in = await _signed_in(request, runtime)
     if isinstance(signed_in, Response):
         return signed_in
@@ -139,29 +123,27 @@ async def mfa_submit(request: Request[Any, Any, Any]) -> Response[str]:
     action = form.get("action")
     code = form.get("code", "").strip()
 
-    if action == "enable" and not person.totp_secret:
+    enabling = not person.totp_secret
+    if action == "enable" and enabling:
         held = await runtime.ephemeral.get(_ENROL_PREFIX + session.sid)
         secret = held.get("secret") if held else None
         if not isinstance(secret, str):
             return redirect("/account/mfa")
-        if not await check_totp(runtime, person.id, secret, code):
-            runtime.login_throttle.record(person.identifier, address, False)
-            return await _mfa_form(
-                request, runtime, session, person, status=403, error="That code is wrong."
-            )
+    elif action == "disable" and person.totp_secret:
+        secret = person.totp_secret
+    else:
+        # A stale form (enrolled meanwhile in another tab, say): show the page as it is now.
+        return redirect("/account/mfa")
+
+    if not await check_totp(runtime, person.id, secret, code):
+        runtime.login_throttle.record(person.identifier, address, False)
+        return await _mfa_form(
+            request, runtime, session, person, status=403, error="That code is wrong."
+        )
+    if enabling:
         codes = new_recovery_codes(10)
         await persons.set_totp(person.id, secret, [hash_recovery_code(c) for c in codes])
         await runtime.ephemeral.delete(_ENROL_PREFIX + session.sid)
         return page("mfa_codes.html", codes=codes)
-
-    if action == "disable" and person.totp_secret:
-        if not await check_totp(runtime, person.id, person.totp_secret, code):
-            runtime.login_throttle.record(person.identifier, address, False)
-            return await _mfa_form(
-                request, runtime, session, person, status=403, error="That code is wrong."
-            )
-        await persons.set_totp(person.id, None)
-        return redirect("/account/mfa")
-
-    # A stale form (enrolled meanwhile in another tab, say): show the page as it is now.
+    await persons.set_totp(person.id, None)
     return redirect("/account/mfa")
