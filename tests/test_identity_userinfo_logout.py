@@ -250,15 +250,17 @@ async def test_logout_without_a_hint_asks_first_with_a_csrf_token(sso_hub: SsoHu
     assert csp.endswith("form-action 'self' https://portal.example.gov")
     assert "<script>" not in page.text
     assert hub.call(hub.runtime.sessions.get, cookie) is not None  # not signed out yet
-    csrf_cookie = page.cookies.get("hub_csrf")
+    csrf_cookie = page.cookies.get("hub_logout_csrf")
     assert csrf_cookie
     set_cookie = page.headers["set-cookie"]
     assert "samesite=strict" in set_cookie.lower()
+    # Scoped to the logout endpoint: it never meets the sign-in pages' hub_csrf (Path=/account).
+    assert "path=/oauth2/logout" in set_cookie.lower()
     field = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert field is not None
     assert field.group(1) == csrf_cookie
 
-    # A cross-site POST has no hub_csrf cookie (SameSite=Strict): refused.
+    # A cross-site POST has no hub_logout_csrf cookie (SameSite=Strict): refused.
     form = {"csrf": csrf_cookie, **params}
     forged = await hub.client.post(
         "/oauth2/logout", data=form, headers={"Cookie": f"{COOKIE}={cookie}"}
@@ -267,7 +269,7 @@ async def test_logout_without_a_hint_asks_first_with_a_csrf_token(sso_hub: SsoHu
     wrong = await hub.client.post(
         "/oauth2/logout",
         data={**form, "csrf": "x" * 43},
-        headers={"Cookie": f"{COOKIE}={cookie}; hub_csrf={csrf_cookie}"},
+        headers={"Cookie": f"{COOKIE}={cookie}; hub_logout_csrf={csrf_cookie}"},
     )
     assert wrong.status_code == 403
     assert hub.call(hub.runtime.sessions.get, cookie) is not None
@@ -275,7 +277,7 @@ async def test_logout_without_a_hint_asks_first_with_a_csrf_token(sso_hub: SsoHu
     confirmed = await hub.client.post(
         "/oauth2/logout",
         data=form,
-        headers={"Cookie": f"{COOKIE}={cookie}; hub_csrf={csrf_cookie}"},
+        headers={"Cookie": f"{COOKIE}={cookie}; hub_logout_csrf={csrf_cookie}"},
     )
     assert confirmed.status_code == 303
     assert query_of(confirmed.headers["location"])["state"] == params["state"]

@@ -4,7 +4,7 @@
 a relying party keeps the one it got at sign-in) for the person signed in here ends the session
 at once. Without one, or with one for another person, a cross-site link could sign someone out,
 so the hub asks first: a page with a POST form, protected by a double-submit token (a random
-value in the ``hub_csrf`` cookie, ``SameSite=Strict``, equal to a hidden field).
+value in the ``hub_logout_csrf`` cookie, ``SameSite=Strict``, equal to a hidden field).
 
 Ending the session: the login session ends, the refresh tokens issued in it (and in the session
 the hint names) are revoked, and the cookie is cleared. Then the browser goes to
@@ -33,7 +33,8 @@ log = structlog.get_logger("hub.identity")
 
 LOGOUT_PATH: Final = "/oauth2/logout"
 #: The double-submit token of the hub's own forms.
-CSRF_COOKIE: Final = "hub_csrf"
+# Its own name and path: the sign-in pages' ``hub_csrf`` (Path=/account) must never meet it.
+CSRF_COOKIE: Final = "hub_logout_csrf"
 _CSRF_FIELD: Final = "csrf"
 _TOKEN_LENGTHS: Final = range(32, 129)
 
@@ -135,7 +136,7 @@ def _confirmation(
     response.set_cookie(
         key=CSRF_COOKIE,
         value=token,
-        path="/",
+        path=LOGOUT_PATH,
         secure=context.settings.session_cookie_secure,
         httponly=True,
         samesite="strict",
