@@ -14,6 +14,7 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   ├── UriTooLong                  (uri_too_long, 414)
     │   ├── InvalidHeader               (invalid_header, 400)
     │   ├── InvalidRequest              (invalid_request, 400)
+    │   │   └── WeakPassword            (weak_password, 400)
     │   ├── InvalidScope                (invalid_scope, 400)
     │   ├── InvalidGrant                (invalid_grant, 400)
     │   │   └── ReuseDetected           (refresh_token_reused, 400)
@@ -39,7 +40,8 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   ├── UpstreamConnectError        (upstream_connect_failed, 502)
     │   ├── UpstreamTimeout             (upstream_timeout, 504)
     │   ├── UpstreamProtocolError       (upstream_protocol_error, 502)
-    │   └── ObligationFailed            (obligation_failed, 502)
+    │   ├── ObligationFailed            (obligation_failed, 502)
+    │   └── FederationFailed            (federation_failed, 502)
     ├── ServiceUnavailable              (service_unavailable, 503)
     │   └── ShuttingDown                (shutting_down, 503)
     └── BackendUnavailable              (backend_unavailable, 503)
@@ -55,6 +57,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "CsrfOriginMismatch",
+    "FederationFailed",
     "Forbidden",
     "HeadersTooLarge",
     "HubError",
@@ -88,6 +91,7 @@ __all__ = [
     "UpstreamUnavailable",
     "UriTooLong",
     "UserAuthenticationRequired",
+    "WeakPassword",
 ]
 
 
@@ -162,6 +166,13 @@ class InvalidHeader(RequestRejected):
 class InvalidRequest(RequestRejected):
     code = "invalid_request"
     title = "Invalid request"
+
+
+class WeakPassword(InvalidRequest):
+    """The password fails the policy; ``extra["reasons"]`` says why, in sentences."""
+
+    code = "weak_password"
+    title = "Weak password"
 
 
 class InvalidScope(RequestRejected):
@@ -315,6 +326,13 @@ class ObligationFailed(UpstreamError):
 
     code = "obligation_failed"
     title = "The answer cannot be given under the route's policy"
+
+
+class FederationFailed(UpstreamError):
+    """The national identity provider could not be used for this sign-in."""
+
+    code = "federation_failed"
+    title = "The national identity provider could not be used"
 
 
 class ServiceUnavailable(HubError):

@@ -18,19 +18,12 @@ from dataclasses import dataclass
 
 from hub.db.person_store import Person, PersonStore
 from hub.db.refresh_store import RefreshTokenStore
-from hub.errors import Conflict, InvalidRequest, NotFound
+from hub.errors import Conflict, NotFound, WeakPassword
 from hub.identity.lockout import LoginThrottle
 from hub.identity.passwords import PasswordHasher, check_policy
 from hub.identity.sessions import SessionManager
 
 __all__ = ["AccountAdmin", "SignOut", "WeakPassword"]
-
-
-class WeakPassword(InvalidRequest):
-    """The password fails the policy; ``extra["reasons"]`` says why, in sentences."""
-
-    code = "weak_password"
-    title = "Weak password"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,7 @@ from typing import Any, Final
 from litestar import Request, Response, get
 from litestar.datastructures import Cookie
 
+from hub.errors import FederationFailed
 from hub.identity.acr import ACR_NATIONAL_IDP
 from hub.identity.login._render import message_page, redirect
 from hub.identity.login._signin import finish_sign_in
@@ -29,7 +30,7 @@ from hub.identity.login._web import (
     identity_of,
     runtime_of,
 )
-from hub.identity.login.national_idp import FederationFailed, NationalIdpClient
+from hub.identity.login.national_idp import NationalIdpClient
 from hub.settings import Settings
 
 __all__ = ["CALLBACK_PATH", "FED_COOKIE", "federation_callback", "federation_start"]

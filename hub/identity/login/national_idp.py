@@ -33,21 +33,14 @@ with warnings.catch_warnings():
         AsyncOAuth2Client,
     )
 
-from hub.errors import HubError
+from hub.errors import FederationFailed
 
-__all__ = ["FederationFailed", "IdpIdentity", "NationalIdpClient"]
+__all__ = ["IdpIdentity", "NationalIdpClient"]
 
 _ALGORITHMS: Final = ["RS256"]
 _METADATA_SECONDS: Final = 3600.0
 _LEEWAY_SECONDS: Final = 30
 _MAX_DOCUMENT_BYTES: Final = 256 * 1024
-
-
-class FederationFailed(HubError):
-    """The national identity provider could not be used for this sign-in."""
-
-    code = "federation_failed"
-    status = 502
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
