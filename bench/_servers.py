@@ -39,9 +39,12 @@ __all__ = [
     "free_port",
     "hub",
     "hub_full",
+    "hub_jwt",
+    "hub_session",
     "litestar",
     "measured_versions",
     "nginx_proxy",
+    "redis_env",
     "wait_ready",
 ]
 
@@ -49,6 +52,11 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PATH = "/bench/json"  # what wrk asks for; every server answers it with the same 206 bytes
 BENCH_SCOPE = "bench.read"  # what the hub-full route requires of the bearer token
+# The *-redis scenarios: the hub's ephemeral store (login sessions) in Redis, so this harness
+# can create a session the hub reads. Database 15, as the tests and bench_ratelimit.py use.
+BENCH_REDIS_URL = "redis://127.0.0.1:6379/15"
+BENCH_ACR = "urn:hub:acr:mfa"  # what the hub-session route requires, and the session has
+_SESSION_IDLE_SECONDS = 600  # the bench's session lives 10 minutes, longer than a scenario
 
 
 class ScenarioError(Exception):
@@ -374,22 +382,32 @@ def _client_credentials_token(base: str, client_id: str, secret: str) -> str:
     return token
 
 
-def hub_full(opts: Options, servers: Servers) -> Target:
-    """The hub verifying a bearer JWT and applying a GCRA limit on the route, then proxying.
+def redis_env() -> dict[str, str]:
+    """HUB_* settings of the *-redis scenarios: Redis back-ends, a config channel of their own."""
+    return {
+        "HUB_REDIS_URL": BENCH_REDIS_URL,
+        "HUB_CONFIG_CHANNEL": f"bench:config:{os.getpid()}",
+        "HUB_SESSION_IDLE_SECONDS": str(_SESSION_IDLE_SECONDS),
+    }
+
+
+def hub_jwt(
+    opts: Options,
+    servers: Servers,
+    *,
+    route_extra: Mapping[str, Any] | None = None,
+    env_extra: Mapping[str, str] | None = None,
+) -> Target:
+    """The hub verifying a bearer JWT (scope ``bench.read``) on the route, then proxying.
 
     A client is registered with ``hub clients create`` once the hub is up, and one access token
     (valid for an hour, longer than any run) goes on every request, as a vendor platform that
-    reuses its token does. Permission policies are not in the hub yet: they join this scenario
-    when they land.
+    reuses its token does. ``route_extra`` adds to the route (a rate limit, say).
     """
-    route_extra = {
-        "auth": {"methods": ["jwt"], "scopes": [BENCH_SCOPE]},
-        "rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"},
-    }
-    server, upstream, base, env = _start_hub(
-        opts, servers, route_extra=route_extra, env_extra={"HUB_ACCESS_TOKEN_SECONDS": "3600"}
-    )
-    client_id, secret = _register_client(opts, env)
+    route = {"auth": {"methods": ["jwt"], "scopes": [BENCH_SCOPE]}, **(route_extra or {})}
+    env = {"HUB_ACCESS_TOKEN_SECONDS": "3600", **(env_extra or {})}
+    server, upstream, base, hub_env = _start_hub(opts, servers, route_extra=route, env_extra=env)
+    client_id, secret = _register_client(opts, hub_env)
     token = _client_credentials_token(base, client_id, secret)
     bearer = {"Authorization": f"Bearer {token}"}
     status, body = fetch(f"{base}{PATH}", timeout=5)
@@ -401,6 +419,76 @@ def hub_full(opts: Options, servers: Servers) -> Target:
         server=(server,),
         load=(upstream,),
         headers=(f"Authorization: Bearer {token}",),
+    )
+
+
+def hub_full(opts: Options, servers: Servers) -> Target:
+    """The hub verifying a bearer JWT and applying a GCRA limit on the route, then proxying.
+
+    Permission policies are not in the hub yet: they join this scenario when they land.
+    """
+    limit = {"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}}
+    return hub_jwt(opts, servers, route_extra=limit)
+
+
+# Run with the venv's Python: creates a login session in the hub's Redis ephemeral store, as a
+# sign-in would, and prints the cookie value. Keeps this harness free of the hub's imports.
+_CREATE_SESSION = """
+import asyncio, sys
+from hub.backends.ephemeral.redis import RedisEphemeralStore
+from hub.identity.sessions import SessionManager
+
+async def main() -> None:
+    url, idle, acr = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    store = RedisEphemeralStore.from_url(url)
+    sessions = SessionManager(store, idle_seconds=idle, max_seconds=idle)
+    raw, _ = await sessions.create(person_id="bench-person", acr=acr, amr=["pwd", "otp"])
+    await store.aclose()
+    print(raw)
+
+asyncio.run(main())
+"""
+
+
+def _create_session(opts: Options) -> str:
+    """A login session in the bench Redis (what signing in makes): its cookie value."""
+    argv = [str(opts.venv_bin / "python"), "-c", _CREATE_SESSION, BENCH_REDIS_URL]
+    argv += [str(_SESSION_IDLE_SECONDS), BENCH_ACR]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, check=False)
+    raw = done.stdout.strip()
+    if done.returncode != 0 or not raw:
+        raise ScenarioError(
+            f"creating a session in Redis failed ({done.returncode}):\n{done.stderr}"
+        )
+    return raw
+
+
+def hub_session(opts: Options, servers: Servers) -> Target:
+    """The hub reading its session cookie (sessions in Redis) and checking the acr, then proxying.
+
+    The route is ``auth: {methods: [session], acr: urn:hub:acr:mfa}``. The session is created
+    in Redis before the run (the hub cannot share an in-process store with this harness) and
+    its cookie goes on every request, as a signed-in browser's GET calls carry it: each one reads
+    the session (``GET``) and renews its idle lifetime (``PEXPIRE``), two Redis round trips.
+    """
+    route = {"auth": {"methods": ["session"], "acr": BENCH_ACR}}
+    server, upstream, base, _env = _start_hub(
+        opts, servers, route_extra=route, env_extra=redis_env()
+    )
+    raw = _create_session(opts)
+    # HUB_ISSUER is http:// here, so the cookie is the non-__Host- one.
+    cookie = {"Cookie": f"hub_session={raw}"}
+    status, body = fetch(f"{base}{PATH}", timeout=5)
+    if status != 401:
+        raise ScenarioError(
+            f"the route answered {status} without a cookie, not 401: {body[:200]!r}"
+        )
+    wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY, headers=cookie)
+    return Target(
+        url=f"{base}{PATH}",
+        server=(server,),
+        load=(upstream,),
+        headers=(f"Cookie: hub_session={raw}",),
     )
 
 

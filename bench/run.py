@@ -1,6 +1,6 @@
 """Benchmark harness: the same 206-byte JSON upstream directly, through nginx and through the hub.
 
-    python bench/run.py                          # every scenario, 10 s each (about 2.5 minutes)
+    python bench/run.py                          # every scenario, 10 s each (about 4.5 minutes)
     python bench/run.py --quick                  # smoke run, about 2 s per scenario
     python bench/run.py --scenarios hub-plain hub-plain-c1 --json bench/results/run.json
 
@@ -37,9 +37,12 @@ from _servers import (
     direct_python,
     hub,
     hub_full,
+    hub_jwt,
+    hub_session,
     litestar,
     measured_versions,
     nginx_proxy,
+    redis_env,
 )
 from _util import Servers, cpu_ticks, ensure_tools, machine, machine_busy, run_wrk, wait_for_quiet
 
@@ -154,6 +157,35 @@ SCENARIOS: tuple[Scenario, ...] = (
         setup=hub_full,
         connections=1,
     ),
+    # Sign-in and sessions: the hub's ephemeral store in Redis (HUB_REDIS_URL) in all three, so
+    # the harness can create the session the hub reads; only the route's auth block differs.
+    Scenario(
+        name="hub-plain-redis",
+        description="hub-plain with HUB_REDIS_URL set (the baseline of the two below)",
+        setup=functools.partial(hub, env_extra=redis_env()),
+    ),
+    Scenario(
+        name="hub-jwt-redis",
+        description="the same route with auth: {methods: [jwt]} and one cached bearer token",
+        setup=functools.partial(hub_jwt, env_extra=redis_env()),
+    ),
+    Scenario(
+        name="hub-session-redis",
+        description="the same route with auth: {methods: [session], acr: mfa}, session cookie",
+        setup=hub_session,
+    ),
+    Scenario(
+        name="hub-plain-redis-c1",
+        description="hub-plain-redis at concurrency 1",
+        setup=functools.partial(hub, env_extra=redis_env()),
+        connections=1,
+    ),
+    Scenario(
+        name="hub-session-redis-c1",
+        description="hub-session-redis at concurrency 1 (latency of the session check)",
+        setup=hub_session,
+        connections=1,
+    ),
     # Permission policies (and plans/consumers) are not in the hub yet: when they land they
     # join hub_full's route and sections, so hub-full keeps meaning "the full pipeline".
 )
@@ -168,12 +200,16 @@ RATIOS: tuple[tuple[str, str], ...] = (
     ("hub-limited-redis", "hub-plain"),
     ("hub-full", "hub-plain"),
     ("hub-full", "nginx-proxy"),
+    ("hub-jwt-redis", "hub-plain-redis"),
+    ("hub-session-redis", "hub-plain-redis"),
+    ("hub-session-redis", "hub-jwt-redis"),
 )
 # (scenario, baseline): p50 difference at concurrency 1, the latency the proxy adds.
 ADDED_LATENCY: tuple[tuple[str, str], ...] = (
     ("hub-plain-c1", "upstream-direct-c1"),
     ("nginx-proxy-c1", "upstream-direct-c1"),
     ("hub-full-c1", "upstream-direct-c1"),
+    ("hub-session-redis-c1", "hub-plain-redis-c1"),
 )
 
 
