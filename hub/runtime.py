@@ -145,6 +145,7 @@ class Runtime:
             self.ephemeral,
             idle_seconds=settings.session_idle_seconds,
             max_seconds=settings.session_max_seconds,
+            cache_seconds=settings.session_cache_seconds,
         )
         self.authz_requests = AuthorizationRequests(self.ephemeral)
         self.passwords = PasswordHasher()

@@ -106,6 +106,7 @@ class Settings:
     auth_code_seconds: int = 60
     session_idle_seconds: int = 30 * 60
     session_max_seconds: int = 12 * 3600
+    session_cache_seconds: float = 1.0
     session_cookie_secure: bool = True
     national_idp_issuer: str | None = None
     national_idp_client_id: str | None = None
@@ -157,6 +158,7 @@ class Settings:
             auth_code_seconds=_int(env, "HUB_AUTH_CODE_SECONDS", 60),
             session_idle_seconds=_int(env, "HUB_SESSION_IDLE_SECONDS", 30 * 60),
             session_max_seconds=_int(env, "HUB_SESSION_MAX_SECONDS", 12 * 3600),
+            session_cache_seconds=_float(env, "HUB_SESSION_CACHE_SECONDS", 1.0),
             # Secure cookies are never sent over plain http: off only for a local http issuer.
             session_cookie_secure=_bool(
                 env,
@@ -200,6 +202,8 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"HUB_{name.upper()}: must be positive")
+        if not 0 <= self.session_cache_seconds <= 60:
+            problems.append("HUB_SESSION_CACHE_SECONDS: must be between 0 and 60")
         if self.session_idle_seconds > self.session_max_seconds:
             problems.append("HUB_SESSION_IDLE_SECONDS: must not exceed HUB_SESSION_MAX_SECONDS")
         federation = (

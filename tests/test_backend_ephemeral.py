@@ -163,6 +163,18 @@ async def test_touch_gives_a_new_lifetime(store: EphemeralStore) -> None:
     assert await store.touch("absent", 60) is False
 
 
+async def test_get_touch_reads_and_renews_in_one_step(store: EphemeralStore) -> None:
+    await store.put("k", {"v": 1}, 0.3)
+    assert await store.get_touch("k", 60) == {"v": 1}
+    await asyncio.sleep(0.5)
+    assert await store.get("k") == {"v": 1}  # renewed by the read
+
+    assert await store.get_touch("k", 0.2) == {"v": 1}  # may shorten, too
+    await asyncio.sleep(0.4)
+    assert await store.get_touch("k", 60) is None
+    assert await store.get("k") is None  # a miss creates nothing
+
+
 async def test_delete_removes_and_is_idempotent(store: EphemeralStore) -> None:
     await store.put("k", {"v": 1}, 60)
     await store.delete("k")
@@ -449,6 +461,58 @@ async def test_end_all_reaches_a_session_made_by_another_replica(
     finally:
         await replica_a.aclose()
         await replica_b.aclose()
+
+
+async def test_a_cached_session_is_read_once_per_cache_window(
+    store: EphemeralStore, clock: FakeClock
+) -> None:
+    cached = SessionManager(
+        store, idle_seconds=1800, max_seconds=3600, cache_seconds=1.0, clock=clock
+    )
+    raw, session = await cached.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    assert await cached.get(raw) == session
+
+    # Another replica ends it behind this one's back: trusted only for the cache window.
+    other = SessionManager(store, idle_seconds=1800, max_seconds=3600, clock=clock)
+    await other.end(raw)
+    clock.advance(0.5)
+    assert await cached.get(raw) == session
+    clock.advance(0.6)
+    assert await cached.get(raw) is None
+
+
+async def test_ending_a_session_here_clears_it_from_the_cache_at_once(
+    store: EphemeralStore, clock: FakeClock
+) -> None:
+    cached = SessionManager(
+        store, idle_seconds=1800, max_seconds=3600, cache_seconds=30.0, clock=clock
+    )
+    raw, _ = await cached.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    other_raw, other = await cached.create(person_id="per_2", acr=ACR_PASSWORD, amr=["pwd"])
+    assert await cached.get(raw) is not None
+    assert await cached.get(other_raw) is not None
+
+    await cached.end(raw)
+    assert await cached.get(raw) is None
+
+    again, _ = await cached.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    assert await cached.get(again) is not None
+    clock.advance(0.001)
+    await cached.end_all("per_1")
+    assert await cached.get(again) is None
+    assert await cached.get(other_raw) == other  # another person's session is untouched
+
+
+async def test_a_cached_session_still_ends_at_its_absolute_lifetime(
+    store: EphemeralStore, clock: FakeClock
+) -> None:
+    cached = SessionManager(
+        store, idle_seconds=1800, max_seconds=60, cache_seconds=60.0, clock=clock
+    )
+    raw, _ = await cached.create(person_id="per_1", acr=ACR_PASSWORD, amr=["pwd"])
+    assert await cached.get(raw) is not None
+    clock.advance(61)
+    assert await cached.get(raw) is None
 
 
 def test_cookie_names_follow_the_secure_setting() -> None:

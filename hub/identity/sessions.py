@@ -39,6 +39,8 @@ _KEY_PREFIX: Final = "session:"
 _CUTOFF_PREFIX: Final = "session-cutoff:"
 # A cookie value is 43 URL-safe characters; anything much longer is not ours.
 _MAX_COOKIE_LENGTH: Final = 128
+# Bounds the per-process cache of recently read sessions.
+_MAX_CACHED: Final = 10_000
 
 
 def cookie_name(secure: bool) -> str:
@@ -102,12 +104,18 @@ class SessionManager:
         *,
         idle_seconds: float,
         max_seconds: float,
+        cache_seconds: float = 0.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self.idle_seconds = idle_seconds
         self.max_seconds = max_seconds
+        self.cache_seconds = cache_seconds
         self._clock = clock
+        # key -> (trusted until, session): sessions this process read in the last
+        # ``cache_seconds``. A session ended here leaves it at once; one ended on another
+        # replica is refused here within ``cache_seconds``.
+        self._cache: dict[str, tuple[float, LoginSession]] = {}
 
     async def create(
         self,
@@ -140,7 +148,14 @@ class SessionManager:
         if not raw or len(raw) > _MAX_COOKIE_LENGTH:
             return None
         key = _key(raw)
-        data = await self._store.get(key)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None:
+            if cached[0] > now and cached[1].expires_at > now:
+                return cached[1]
+            del self._cache[key]
+        # Read and renew in one step; a session past its absolute end is refused below anyway.
+        data = await self._store.get_touch(key, self.idle_seconds)
         if data is None:
             return None
         try:
@@ -148,16 +163,19 @@ class SessionManager:
         except (KeyError, TypeError, ValueError):
             await self._store.delete(key)
             return None
-        now = self._clock()
         if session.expires_at <= now or await self._cut_off(session):
             await self._store.delete(key)
             return None
-        await self._store.touch(key, self._ttl(session, now))
+        if self.cache_seconds > 0:
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.pop(next(iter(self._cache)))  # the oldest entry
+            self._cache[key] = (now + self.cache_seconds, session)
         return session
 
     async def update(self, raw: str, session: LoginSession) -> None:
         """Store changed ``extra`` data of a live session (its identity fields stay)."""
         now = self._clock()
+        self._cache.pop(_key(raw), None)
         if session.expires_at > now:
             await self._store.put(_key(raw), session.to_json(), self._ttl(session, now))
 
@@ -165,6 +183,7 @@ class SessionManager:
         """End the session behind a cookie value (logout); the session it was, if any."""
         if not raw or len(raw) > _MAX_COOKIE_LENGTH:
             return None
+        self._cache.pop(_key(raw), None)
         data = await self._store.take(_key(raw))
         if data is None:
             return None
@@ -178,6 +197,8 @@ class SessionManager:
 
         Sessions made afterwards (a new sign-in) are not affected.
         """
+        for key in [k for k, (_, s) in self._cache.items() if s.person_id == person_id]:
+            del self._cache[key]
         # A later cut-off only moves the line forward; the record outlives every session it cuts.
         await self._store.put(
             _CUTOFF_PREFIX + person_id, {"at": self._clock()}, max(1.0, self.max_seconds)

@@ -32,6 +32,13 @@ class EphemeralStore(ABC):
     async def get(self, key: str) -> dict[str, Any] | None:
         """The value under ``key``, ``None`` when absent or expired."""
 
+    async def get_touch(self, key: str, ttl: float) -> dict[str, Any] | None:
+        """:meth:`get` and, when found, :meth:`touch` with ``ttl``; stores do it in one step."""
+        value = await self.get(key)
+        if value is not None:
+            await self.touch(key, ttl)
+        return value
+
     @abstractmethod
     async def take(self, key: str) -> dict[str, Any] | None:
         """Remove and return the value under ``key`` in one step: a second taker gets ``None``."""

@@ -36,6 +36,13 @@ class MemoryEphemeralStore(EphemeralStore):
         value = self._live(key)
         return None if value is None else copy.deepcopy(value)
 
+    async def get_touch(self, key: str, ttl: float) -> dict[str, Any] | None:
+        value = self._live(key)
+        if value is None:
+            return None
+        self._data[key] = (self._clock() + ttl, value)
+        return copy.deepcopy(value)
+
     async def take(self, key: str) -> dict[str, Any] | None:
         value = self._live(key)
         self._data.pop(key, None)

@@ -92,6 +92,14 @@ class RedisEphemeralStore(EphemeralStore):
             raise BackendUnavailable(f"redis: cannot read an ephemeral record: {exc}") from exc
         return _decode(raw)
 
+    async def get_touch(self, key: str, ttl: float) -> dict[str, Any] | None:
+        # GETEX (Redis 6.2+): read and renew in one command, one round trip.
+        try:
+            raw = await self._client.getex(self._prefix + key, px=_ms(ttl))
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: cannot read an ephemeral record: {exc}") from exc
+        return _decode(raw)
+
     async def take(self, key: str) -> dict[str, Any] | None:
         try:
             raw = await self._client.getdel(self._prefix + key)
