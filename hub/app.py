@@ -20,7 +20,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVIC
 
 from hub import __version__
 from hub.admin.credentials import AdminCredentialsController
-from hub.admin.guard import admin_guard
+from hub.admin.guard import ActorDep, actor_dependency, admin_guard
 from hub.admin.people import AdminPeopleController
 from hub.admin.policies import AdminPoliciesController
 from hub.catalog import catalog_entry, openapi_document
@@ -113,7 +113,7 @@ class AdminConfigController(Controller):
     path = "/admin/api/config"
     guards = [admin_guard]
     tags = ["admin"]
-    dependencies = {"runtime": Provide(_runtime, sync_to_thread=False)}
+    dependencies = {"runtime": Provide(_runtime, sync_to_thread=False), "actor": actor_dependency}
 
     @get("/versions")
     async def list_versions(
@@ -151,10 +151,12 @@ class AdminConfigController(Controller):
         )
 
     @post("/versions", status_code=HTTP_201_CREATED)
-    async def publish(self, runtime: RuntimeDep, data: JSONBody[PublishRequest]) -> VersionSummary:
+    async def publish(
+        self, runtime: RuntimeDep, actor: ActorDep, data: JSONBody[PublishRequest]
+    ) -> VersionSummary:
         stored = await runtime.publish(
             data.document,
-            author="admin-token",
+            author=actor,
             comment=data.comment,
             expected_active=data.based_on,
         )
@@ -164,12 +166,13 @@ class AdminConfigController(Controller):
     async def activate(
         self,
         runtime: RuntimeDep,
+        actor: ActorDep,
         version: FromPath[int],
         data: JSONBody[ActivateRequest | None] = None,
     ) -> VersionSummary:
         # The body is optional: a plain POST rolls back without a conflict check.
         stored = await runtime.activate(
-            version, author="admin-token", expected_active=data.based_on if data else None
+            version, author=actor, expected_active=data.based_on if data else None
         )
         return _summary(stored)
 

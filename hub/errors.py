@@ -30,7 +30,8 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   ├── InsufficientScope           (insufficient_scope, 403)
     │   ├── UserAuthenticationRequired  (user_authentication_required, 403)
     │   ├── CsrfOriginMismatch          (csrf_origin_mismatch, 403)
-    │   └── PermissionDenied            (permission_denied, 403)
+    │   ├── PermissionDenied            (permission_denied, 403)
+    │   └── AdminRoleRequired           (admin_role_required, 403)
     ├── Conflict                        (conflict, 409)
     ├── RateLimited                     (rate_limited, 429)
     ├── UpstreamError                   (upstream_error, 502)
@@ -52,6 +53,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "AdminRoleRequired",
     "BackendUnavailable",
     "CircuitOpen",
     "ConfigError",
@@ -269,6 +271,13 @@ class PermissionDenied(Forbidden):
 
     code = "permission_denied"
     title = "A permission is missing"
+
+
+class AdminRoleRequired(Forbidden):
+    """The caller is a signed-in person, but holds no active ``platform_admin`` staff role."""
+
+    code = "admin_role_required"
+    title = "The admin API needs a platform admin"
 
 
 class Conflict(HubError):

@@ -24,7 +24,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from hub.admin.guard import admin_guard
+from hub.admin.guard import ActorDep, actor_dependency, admin_guard
 from hub.db.people_store import (
     Delegation,
     DelegationEvent,
@@ -44,7 +44,6 @@ from hub.identity.account_admin import AccountAdmin, SignOut
 from hub.runtime import Runtime
 
 __all__ = [
-    "ADMIN_ACTOR",
     "AdminPeopleController",
     "CredentialSet",
     "DelegationGrant",
@@ -63,9 +62,6 @@ log = structlog.get_logger("hub.admin")
 
 PeopleDep: TypeAlias = NamedDependency[PeopleStores]
 AccountsDep: TypeAlias = NamedDependency[AccountAdmin]
-
-#: Who the admin API acts as in audit trails, until admins sign in as persons.
-ADMIN_ACTOR = "admin-token"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,9 +166,10 @@ class DelegationGrant:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DelegationRevoke:
-    """Who revokes a delegation (a person id or an operator's name), and why."""
+    """Who revokes a delegation (a person id or an operator's name; the admin acting when
+    absent), and why."""
 
-    by: str
+    by: str | None = None
     reason: str
 
 
@@ -227,6 +224,7 @@ class AdminPeopleController(Controller):
     dependencies = {
         "people": Provide(_people, sync_to_thread=False),
         "accounts": Provide(_accounts, sync_to_thread=False),
+        "actor": actor_dependency,
     }
 
     # --- persons ---------------------------------------------------------------------------
@@ -266,12 +264,15 @@ class AdminPeopleController(Controller):
         return _view(person)
 
     @post("/persons/{person_id:str}/disable", status_code=HTTP_200_OK)
-    async def disable_person(self, accounts: AccountsDep, person_id: FromPath[str]) -> PersonView:
+    async def disable_person(
+        self, accounts: AccountsDep, actor: ActorDep, person_id: FromPath[str]
+    ) -> PersonView:
         """Disable a person for good (idempotent): signed out everywhere, delegations void."""
         person, signed_out = await accounts.disable(person_id)
         log.info(
             "admin.person_disabled",
             person_id=person_id,
+            actor=actor,
             refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
         )
         return _view(person)
@@ -280,7 +281,11 @@ class AdminPeopleController(Controller):
 
     @post("/persons/{person_id:str}/password", status_code=HTTP_200_OK)
     async def set_password(
-        self, accounts: AccountsDep, person_id: FromPath[str], data: JSONBody[CredentialSet]
+        self,
+        accounts: AccountsDep,
+        actor: ActorDep,
+        person_id: FromPath[str],
+        data: JSONBody[CredentialSet],
     ) -> SignOutView:
         """Give the person a new password and sign them out everywhere.
 
@@ -290,35 +295,44 @@ class AdminPeopleController(Controller):
         log.info(
             "admin.person_password_set",
             person_id=person_id,
+            actor=actor,
             refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
         )
         return _sign_out_view(signed_out)
 
     @post("/persons/{person_id:str}/mfa/reset", status_code=HTTP_200_OK)
-    async def reset_mfa(self, accounts: AccountsDep, person_id: FromPath[str]) -> SignOutView:
+    async def reset_mfa(
+        self, accounts: AccountsDep, actor: ActorDep, person_id: FromPath[str]
+    ) -> SignOutView:
         """Remove the second factor and recovery codes, sign out; 409 when none is enrolled."""
         signed_out = await accounts.reset_mfa(person_id)
         log.info(
             "admin.person_mfa_reset",
             person_id=person_id,
+            actor=actor,
             refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
         )
         return _sign_out_view(signed_out)
 
     @post("/persons/{person_id:str}/unlock", status_code=HTTP_200_OK)
-    async def unlock_person(self, accounts: AccountsDep, person_id: FromPath[str]) -> PersonView:
+    async def unlock_person(
+        self, accounts: AccountsDep, actor: ActorDep, person_id: FromPath[str]
+    ) -> PersonView:
         """Clear failed sign-ins and any lock (idempotent); this replica's throttle too."""
         person = await accounts.unlock(person_id)
-        log.info("admin.person_unlocked", person_id=person_id)
+        log.info("admin.person_unlocked", person_id=person_id, actor=actor)
         return _view(person)
 
     @post("/persons/{person_id:str}/sessions/end", status_code=HTTP_200_OK)
-    async def end_sessions(self, accounts: AccountsDep, person_id: FromPath[str]) -> SignOutView:
+    async def end_sessions(
+        self, accounts: AccountsDep, actor: ActorDep, person_id: FromPath[str]
+    ) -> SignOutView:
         """Sign the person out everywhere: every session and refresh token (idempotent)."""
         signed_out = await accounts.sign_out_everywhere(person_id)
         log.info(
             "admin.person_signed_out",
             person_id=person_id,
+            actor=actor,
             refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
         )
         return _sign_out_view(signed_out)
@@ -395,6 +409,7 @@ class AdminPeopleController(Controller):
     async def end_membership(
         self,
         people: PeopleDep,
+        actor: ActorDep,
         establishment_id: FromPath[str],
         person_id: FromPath[str],
         data: JSONBody[MemberEnd | None] = None,
@@ -405,7 +420,7 @@ class AdminPeopleController(Controller):
             establishment_id,
             person_id,
             None if body.role is None else cast(MembershipRole, body.role),
-            actor=ADMIN_ACTOR,
+            actor=actor,
             reason=body.reason,
         )
         log.info(
@@ -462,11 +477,21 @@ class AdminPeopleController(Controller):
 
     @post("/delegations/{delegation_id:str}/revoke", status_code=HTTP_200_OK)
     async def revoke_delegation(
-        self, people: PeopleDep, delegation_id: FromPath[str], data: JSONBody[DelegationRevoke]
+        self,
+        people: PeopleDep,
+        actor: ActorDep,
+        delegation_id: FromPath[str],
+        data: JSONBody[DelegationRevoke],
     ) -> Delegation:
         """Revoke a delegation (idempotent: a second call keeps the first revocation)."""
-        delegation = await people.delegations.revoke(delegation_id, by=data.by, reason=data.reason)
-        log.info("admin.delegation_revoked", delegation_id=delegation_id, by=delegation.revoked_by)
+        by = actor if data.by is None else data.by
+        delegation = await people.delegations.revoke(delegation_id, by=by, reason=data.reason)
+        log.info(
+            "admin.delegation_revoked",
+            delegation_id=delegation_id,
+            by=delegation.revoked_by,
+            actor=actor,
+        )
         return delegation
 
     @get("/delegations/{delegation_id:str}/events")
@@ -479,14 +504,18 @@ class AdminPeopleController(Controller):
     # --- staff roles -----------------------------------------------------------------------
 
     @post("/staff", status_code=HTTP_201_CREATED)
-    async def grant_staff_role(self, people: PeopleDep, data: JSONBody[StaffGrant]) -> StaffRole:
+    async def grant_staff_role(
+        self, people: PeopleDep, actor: ActorDep, data: JSONBody[StaffGrant]
+    ) -> StaffRole:
         """Grant an agency officer or platform admin role; 409 when already held."""
         role = await people.staff.grant(
             data.person_id,
             cast(StaffRoleName, data.role),  # checked by the store
             data.agency,
         )
-        log.info("admin.staff_granted", staff_role_id=role.id, person_id=role.person_id)
+        log.info(
+            "admin.staff_granted", staff_role_id=role.id, person_id=role.person_id, actor=actor
+        )
         return role
 
     @get("/staff")
@@ -500,10 +529,12 @@ class AdminPeopleController(Controller):
         return await people.staff.list(person_id=person_id, active_only=active_only)
 
     @post("/staff/{staff_role_id:str}/revoke", status_code=HTTP_200_OK)
-    async def revoke_staff_role(self, people: PeopleDep, staff_role_id: FromPath[str]) -> StaffRole:
+    async def revoke_staff_role(
+        self, people: PeopleDep, actor: ActorDep, staff_role_id: FromPath[str]
+    ) -> StaffRole:
         """Revoke a staff role for good (idempotent)."""
         role = await people.staff.revoke(staff_role_id)
-        log.info("admin.staff_revoked", staff_role_id=staff_role_id)
+        log.info("admin.staff_revoked", staff_role_id=staff_role_id, actor=actor)
         return role
 
     # --- vendors ---------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The demo system's people and sign-in clients, created once for ``hub dev``.
 
-Three people with passwords (one with TOTP), an establishment they work for, the demo citizen
-portal (a public, first-party OIDC client of the hub) and the hub's own client at the sandbox
-national identity provider. The secrets are demo values, kept with the other demo credentials
-in ``HUB_DATA_DIR/demo-credentials.json`` (mode 0600) so ``hub dev`` can print them each start.
+Three people with passwords (one with TOTP, who is also a platform admin and so may use the
+admin API once signed in with the second factor), an establishment they work for, the demo
+citizen portal (a public, first-party OIDC client of the hub) and the hub's own client at the
+sandbox national identity provider. The secrets are demo values, kept with the other demo
+credentials in ``HUB_DATA_DIR/demo-credentials.json`` (mode 0600) so ``hub dev`` can print them
+each start.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from hub.identity.passwords import PasswordHasher
 from hub.identity.totp import hash_recovery_code, new_recovery_codes, new_secret
 from hub.settings import Settings
 
-__all__ = ["DEMO_PEOPLE", "DemoPerson", "ensure_demo_sso"]
+__all__ = ["DEMO_ADMIN", "DEMO_PEOPLE", "DemoPerson", "ensure_demo_sso"]
 
 _FILE: Final = "demo-sso.json"
+#: The demo person who holds the platform_admin staff role (Omar, who has TOTP).
+DEMO_ADMIN: Final = "1000000002"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,19 +85,31 @@ async def _person(people: PeopleStores, hasher: PasswordHasher, demo: DemoPerson
     return person
 
 
+async def _ensure_platform_admin(people: PeopleStores, identifier: str) -> None:
+    """Make the person a platform admin unless they already are (demo data made earlier too)."""
+    person = await people.persons.by_identifier(identifier)
+    if person is None:
+        return
+    held = await people.staff.list(person_id=person.id, active_only=True)
+    if not any(role.role == "platform_admin" for role in held):
+        await people.staff.grant(person.id, "platform_admin")
+
+
 async def ensure_demo_sso(settings: Settings, *, portal_url: str) -> dict[str, Any]:
     """Create the demo people and clients once; what ``hub dev`` prints and passes on."""
     path = settings.data_dir / _FILE
     engine = create_engine(settings.database_url)
     try:
         clients = ClientStore(engine)
+        people = PeopleStores.on(engine)
         if path.is_file():
             saved: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
             if await clients.get(saved.get("portal_client_id", "")) is not None:
+                await _ensure_platform_admin(people, DEMO_ADMIN)  # demo data of older releases
                 return saved
-        people = PeopleStores.on(engine)
         hasher = PasswordHasher()
         persons = {demo.identifier: await _person(people, hasher, demo) for demo in DEMO_PEOPLE}
+        await _ensure_platform_admin(people, DEMO_ADMIN)
         totp: dict[str, str] = {}
         for demo in DEMO_PEOPLE:
             person = persons[demo.identifier]

@@ -21,7 +21,7 @@ from uvicorn.supervisors import Multiprocess
 
 from hub.backends.factory import build_notifier
 from hub.cli._common import settings_or_exit
-from hub.cli.demo import DEMO_PEOPLE, ensure_demo_sso
+from hub.cli.demo import DEMO_ADMIN, DEMO_PEOPLE, ensure_demo_sso
 from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
 from hub.cli.people import add_people_commands
 from hub.config.loader import load_directory
@@ -358,12 +358,16 @@ def dev(
         lines += [
             f"  person         {person.identifier} / {person.password}"
             + ("  (+ TOTP)" if person.totp else "")
+            + ("  platform admin" if person.identifier == DEMO_ADMIN else "")
             for person in DEMO_PEOPLE
         ]
         if totp:
             lines.append(
                 f"  TOTP secret    {totp['secret']}  (recovery code {totp['recovery']}, once)"
             )
+        lines.append(
+            f"  admin API      {base}/admin/api/persons  (signed in as {DEMO_ADMIN} with TOTP)"
+        )
         lines += ["", "Press Ctrl-C to stop.", ""]
         typer.echo("\n".join(lines))
         _serve(settings, 1)
