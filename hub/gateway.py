@@ -25,7 +25,6 @@ from hub.auth.session import (
 )
 from hub.config.model import RateLimitSpec
 from hub.errors import (
-    BackendUnavailable,
     HeadersTooLarge,
     HubError,
     InsufficientUserAuthentication,
@@ -186,20 +185,17 @@ class Gateway:
             extra_headers: list[tuple[str, str]] = []
             if limit is not None and self.runtime.limiter is not None:
                 key = f"{route_id}:{_limit_subject(route.rate_limit, address, consumer)}"
-                try:
-                    decision = await self.runtime.limiter.hit(key, limit)
-                except BackendUnavailable:
-                    # Until the limits issue brings per-policy fallbacks, the hub keeps serving.
-                    self.metrics.limiter_unavailable.inc()
-                else:
-                    extra_headers = _ratelimit_headers(decision, limit.period)
-                    if not decision.allowed:
-                        self.metrics.rate_limited.labels(route_id).inc()
-                        retry_after = str(max(1, int(decision.retry_after + 0.999)))
-                        raise RateLimited(
-                            f"rate limit reached; retry in {retry_after} s",
-                            headers={**dict(extra_headers), "Retry-After": retry_after},
-                        )
+                # Without Redis the store applies the limit's fallback itself: a local share,
+                # open, or LimiterUnavailable (503) when it fails closed.
+                decision = await self.runtime.limiter.hit(key, limit)
+                extra_headers = _ratelimit_headers(decision, limit.period)
+                if not decision.allowed:
+                    self.metrics.rate_limited.labels(route_id).inc()
+                    retry_after = str(max(1, int(decision.retry_after + 0.999)))
+                    raise RateLimited(
+                        f"rate limit reached; retry in {retry_after} s",
+                        headers={**dict(extra_headers), "Retry-After": retry_after},
+                    )
             policy = snapshot.policies.get(route_id)
             downstream = send
             if policy is not None:

@@ -80,6 +80,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    # How many hub replicas share the limits: a replica that loses Redis allows limit/replicas.
+    replicas: int = 1
     environment: str = "development"
     database_url: str = ""
     redis_url: str | None = None
@@ -127,6 +129,7 @@ class Settings:
             host=env.get("HUB_HOST", "127.0.0.1"),
             port=_int(env, "HUB_PORT", 8080),
             workers=_int(env, "HUB_WORKERS", 1),
+            replicas=_int(env, "HUB_REPLICAS", 1),
             environment=env.get("HUB_ENV", "development"),
             database_url=env.get("HUB_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir}/hub.db",
             redis_url=env.get("HUB_REDIS_URL") or None,
@@ -183,6 +186,8 @@ class Settings:
             problems.append(f"HUB_PORT: {self.port} is not a TCP port")
         if self.workers < 1:
             problems.append("HUB_WORKERS: must be at least 1")
+        if self.replicas < 1:
+            problems.append("HUB_REPLICAS: must be at least 1")
         for name in ("max_body_bytes", "max_header_bytes", "max_url_length"):
             if getattr(self, name) <= 0:
                 problems.append(f"HUB_{name.upper()}: must be positive")

@@ -15,7 +15,9 @@ class TcpProxy:
     """Forward ``127.0.0.1:<port>`` to ``target_host:target_port`` until cut.
 
     ``cut()`` aborts every open connection and stops listening, so new connections are refused
-    (not merely hung); ``restore()`` listens again on the same port.
+    (not merely hung); ``stall()`` aborts them too but keeps accepting new ones and answers
+    nothing on them (a hung peer: clients wait for their timeouts, and ``connections_total``
+    counts their attempts); ``restore()`` forwards again on the same port.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stalled = False
         self.connections_total = 0
 
     @property
@@ -74,8 +77,17 @@ class TcpProxy:
         if server is not None:
             await server.wait_closed()
 
+    async def stall(self) -> None:
+        """Abort every forwarded connection; accept new ones but forward nothing on them."""
+        await self.cut()
+        self._stalled = True
+        await self.start()
+
     async def restore(self) -> None:
-        """Listen again on the same port after a ``cut()``."""
+        """Forward again on the same port after a ``cut()`` or a ``stall()``."""
+        if self._stalled:
+            await self.cut()  # the stalled connections end as if the peer had restarted
+            self._stalled = False
         await self.start()
 
     async def aclose(self) -> None:
@@ -108,6 +120,12 @@ class TcpProxy:
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             if self._server is None:  # cut between accept and this callback
+                return
+            if self._stalled:
+                # read and drop whatever the client sends until it gives up (or a cut aborts it)
+                with contextlib.suppress(OSError):
+                    while await client_reader.read(_CHUNK):
+                        pass
                 return
             try:
                 upstream_reader, upstream_writer = await asyncio.open_connection(

@@ -188,6 +188,21 @@ routes:
     assert document.extensions == {"plans": [], "consumers": []}
 
 
+def test_rate_limit_fallback_maps_to_the_model_and_unknown_modes_are_refused() -> None:
+    def raw(fallback: str) -> dict[str, Any]:
+        limit = {"rate": 1, "fallback": fallback}
+        return {
+            "upstreams": [{"id": "u", "targets": [{"url": "http://127.0.0.1:9101"}]}],
+            "routes": [{"id": "r", "prefix": "/r/", "upstream": "u", "rate_limit": limit}],
+        }
+
+    route = document_from_raw(raw("closed")).routes[0]
+    assert route.rate_limit == RateLimitSpec(rate=1, fallback="closed")
+    with pytest.raises(ConfigError) as caught:
+        document_from_raw(raw("sometimes"))
+    assert any("fallback" in issue for issue in caught.value.issues), caught.value.issues
+
+
 def test_placeholder_sections_become_extensions() -> None:
     raw = {"plans": [{"id": "gold", "quota": {"day": 1000}}], "consumers": [{"id": "acme"}]}
     document = document_from_raw(raw)

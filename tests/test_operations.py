@@ -255,11 +255,15 @@ def test_readyz_fails_while_the_database_is_cut_and_recovers_without_restart(
 
 
 @pytest.mark.backends
-def test_readyz_fails_while_redis_is_cut_and_recovers_without_restart(real_ops: OpsHub) -> None:
+def test_readyz_while_redis_is_cut_and_recovers_without_restart(real_ops: OpsHub) -> None:
     real_ops.cut(real_ops.redis_proxy)
     try:
+        # Sessions and config fan-out need Redis; the rate limiter falls back and says so.
         body = wait_ready(real_ops, 503).json()
-        assert body["checks"]["redis"]["ok"] is False
+        assert body["checks"]["redis"] == {
+            "ok": True,
+            "detail": "redis unreachable; no route has a rate limit",
+        }
         assert body["checks"]["config_notifier"]["ok"] is False
         assert body["checks"]["ephemeral"]["ok"] is False
         assert body["checks"]["database"]["ok"] is True
@@ -268,7 +272,7 @@ def test_readyz_fails_while_redis_is_cut_and_recovers_without_restart(real_ops: 
     finally:
         real_ops.restore(real_ops.redis_proxy)
     body = wait_ready(real_ops, 200).json()
-    assert body["checks"]["redis"]["ok"] is True
+    assert body["checks"]["redis"] == {"ok": True, "detail": ""}
     assert body["checks"]["config_notifier"]["ok"] is True
     assert body["checks"]["ephemeral"]["ok"] is True
     assert real_ops.hub.process.poll() is None

@@ -18,6 +18,7 @@ def test_defaults_are_the_embedded_back_ends() -> None:
     assert settings.embedded_database
     assert settings.redis_url is None
     assert settings.amqp_url is None
+    assert settings.replicas == 1
 
 
 def test_variables_override_defaults() -> None:
@@ -30,9 +31,11 @@ def test_variables_override_defaults() -> None:
             "HUB_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/",
             "HUB_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1",
             "HUB_LOG_JSON": "false",
+            "HUB_REPLICAS": "3",
         }
     )
     assert settings.port == 9000
+    assert settings.replicas == 3
     assert not settings.embedded_database
     assert settings.trusted_proxies == (
         ipaddress.ip_network("10.0.0.0/8"),
@@ -53,6 +56,7 @@ def test_the_admin_token_is_kept_only_as_its_digest() -> None:
         ({"HUB_PORT": "eighty"}, "HUB_PORT: 'eighty' is not an integer"),
         ({"HUB_PORT": "70000"}, "HUB_PORT: 70000 is not a TCP port"),
         ({"HUB_LOG_JSON": "maybe"}, "HUB_LOG_JSON: 'maybe' is not a boolean"),
+        ({"HUB_REPLICAS": "0"}, "HUB_REPLICAS: must be at least 1"),
         (
             {"HUB_TRUSTED_PROXIES": "10.0.0.0/33"},
             "HUB_TRUSTED_PROXIES: '10.0.0.0/33' is not an IP address or network",

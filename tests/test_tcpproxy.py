@@ -92,6 +92,27 @@ async def test_restore_listens_again_on_the_same_port(echo_port: int) -> None:
         assert await _roundtrip(proxy.port, b"again") == b"again"
 
 
+async def test_stall_accepts_but_answers_nothing_until_restored(echo_port: int) -> None:
+    async with TcpProxy(target_port=echo_port) as proxy:
+        port = proxy.port
+        await proxy.stall()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"hello?")
+            await writer.drain()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.read(10), 0.2)
+            assert proxy.connections_total == 1
+
+            await proxy.restore()
+
+            await _assert_ended(reader)  # the hung connection ends, as after a restart
+            assert proxy.port == port
+            assert await _roundtrip(port, b"again") == b"again"
+        finally:
+            await _close(writer)
+
+
 async def test_unreachable_target_closes_the_client_connection() -> None:
     async with TcpProxy(target_port=free_port()) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)

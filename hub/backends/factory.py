@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hub.backends.ephemeral.base import EphemeralStore
 from hub.backends.ephemeral.memory import MemoryEphemeralStore
 from hub.backends.ephemeral.redis import RedisEphemeralStore
@@ -15,7 +17,8 @@ from hub.backends.events.memory import MemoryEventBus
 from hub.backends.notifier.base import ConfigNotifier
 from hub.backends.notifier.memory import MemoryConfigNotifier
 from hub.backends.notifier.redis import DEFAULT_CHANNEL, RedisConfigNotifier
-from hub.ratelimit.base import RateLimitStore
+from hub.ratelimit.base import FallbackMode, RateLimitStore
+from hub.ratelimit.fallback import FallbackRateLimitStore
 from hub.ratelimit.memory import MemoryRateLimitStore
 from hub.ratelimit.redis import RedisRateLimitStore
 from hub.settings import Settings
@@ -23,10 +26,24 @@ from hub.settings import Settings
 __all__ = ["build_ephemeral_store", "build_event_bus", "build_limiter", "build_notifier"]
 
 
-def build_limiter(settings: Settings) -> RateLimitStore:
-    """Redis (shared by every replica) when ``HUB_REDIS_URL`` is set, in-process otherwise."""
+def build_limiter(
+    settings: Settings,
+    *,
+    on_unavailable: Callable[[FallbackMode], None] | None = None,
+    on_engaged: Callable[[bool], None] | None = None,
+) -> RateLimitStore:
+    """Redis (shared by every replica) when ``HUB_REDIS_URL`` is set, in-process otherwise.
+
+    Redis comes wrapped in its fallback; every worker process of every replica decides alone
+    there, so each gets ``1 / (HUB_REPLICAS * HUB_WORKERS)`` of a limit. The hooks feed metrics.
+    """
     if settings.redis_url:
-        return RedisRateLimitStore.from_url(settings.redis_url)
+        return FallbackRateLimitStore(
+            RedisRateLimitStore.from_url(settings.redis_url),
+            replicas=settings.replicas * settings.workers,
+            on_unavailable=on_unavailable,
+            on_engaged=on_engaged,
+        )
     return MemoryRateLimitStore()
 
 

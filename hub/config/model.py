@@ -94,12 +94,17 @@ class RetrySpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RateLimitSpec:
-    """GCRA limit: ``rate`` per ``period`` seconds plus ``burst``, per IP, consumer or route."""
+    """GCRA limit: ``rate`` per ``period`` seconds plus ``burst``, per IP, consumer or route.
+
+    ``fallback`` is what the limit does while the shared store (Redis) is unreachable: a local
+    limiter at the limit divided by the number of replicas, fail open, or fail closed (503).
+    """
 
     rate: int
     period: float = 1.0
     burst: int = 0
     key: Literal["ip", "route", "consumer"] = "ip"
+    fallback: Literal["local", "open", "closed"] = "local"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

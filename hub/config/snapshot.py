@@ -39,7 +39,10 @@ def compile_snapshot(
     """Compile a validated document (and its live pools) into a snapshot."""
     limits = {
         route.id: Limit(
-            rate=route.rate_limit.rate, period=route.rate_limit.period, burst=route.rate_limit.burst
+            rate=route.rate_limit.rate,
+            period=route.rate_limit.period,
+            burst=route.rate_limit.burst,
+            fallback=route.rate_limit.fallback,
         )
         for route in document.routes
         if route.rate_limit is not None

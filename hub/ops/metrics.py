@@ -100,7 +100,13 @@ class Metrics:
         )
         self.limiter_unavailable = Counter(
             "hub_limiter_unavailable",
-            "Requests decided without the shared limiter store (fallback engaged)",
+            "Requests decided without the shared limiter store, by the route's fallback mode",
+            ["mode"],
+            registry=self.registry,
+        )
+        self.limiter_fallback_active = Gauge(
+            "hub_limiter_fallback_active",
+            "1 while the shared limiter store is unreachable and limits use their fallback",
             registry=self.registry,
         )
         self.config_version = Gauge(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from hub.ratelimit.base import Decision, Limit, RateLimitStore
+from hub.ratelimit.base import Decision, FallbackMode, Limit, RateLimitStore
+from hub.ratelimit.fallback import FallbackRateLimitStore
 from hub.ratelimit.memory import MemoryRateLimitStore
 from hub.ratelimit.redis import RedisRateLimitStore
 
 __all__ = [
     "Decision",
+    "FallbackMode",
+    "FallbackRateLimitStore",
     "Limit",
     "MemoryRateLimitStore",
     "RateLimitStore",

@@ -6,9 +6,13 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Literal, Self
 
-__all__ = ["Decision", "Limit", "RateLimitStore"]
+__all__ = ["Decision", "FallbackMode", "Limit", "RateLimitStore"]
+
+# What a limit does while the shared store cannot be reached: decide in this process at the
+# limit divided by the number of replicas, let every request through, or refuse with 503.
+FallbackMode = Literal["local", "open", "closed"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,11 +23,13 @@ class Limit:
     ``burst + 1`` requests may pass at the same instant. Time is counted in whole microseconds:
     ``period`` is rounded to the microsecond and ``T`` up to the next one, which caps a single
     key at one million requests per second and never lets more through than asked.
+    ``fallback`` matters only to :class:`hub.ratelimit.fallback.FallbackRateLimitStore`.
     """
 
     rate: int
     period: float
     burst: int = 0
+    fallback: FallbackMode = "local"
 
     def __post_init__(self) -> None:
         if self.rate < 1:
@@ -64,6 +70,11 @@ class RateLimitStore(ABC):
     @abstractmethod
     async def check(self) -> None:
         """Readiness: return when usable, raise :class:`hub.errors.BackendUnavailable` if not."""
+
+    @property
+    def in_fallback(self) -> bool:
+        """Whether hits are being decided without the shared store (it is unreachable)."""
+        return False
 
     @abstractmethod
     async def aclose(self) -> None:
