@@ -20,12 +20,18 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_503_SERVIC
 
 from hub import __version__
 from hub.admin.credentials import AdminCredentialsController
+from hub.admin.drafts import (
+    AdminDraftsController,
+    DiffView,
+    ValidationResult,
+    diff_view,
+    validation_result,
+)
 from hub.admin.guard import ActorDep, actor_dependency, admin_guard
 from hub.admin.people import AdminPeopleController
 from hub.admin.policies import AdminPoliciesController
 from hub.catalog import catalog_entry, openapi_document
-from hub.config.loader import document_from_raw
-from hub.db.config_store import StoredVersion
+from hub.db.config_store import StoredChange, StoredVersion
 from hub.errors import NotFound, ServiceUnavailable
 from hub.identity.endpoints import identity_router
 from hub.identity.login import account_router
@@ -53,10 +59,29 @@ class VersionSummary:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChangeRecord:
+    """One change that made a version active: who, when, why, and what it changed."""
+
+    action: str = field(metadata={"description": "seed, publish or activate"})
+    previous: int | None = field(metadata={"description": "the version it replaced"})
+    actor: str
+    at: datetime
+    comment: str
+    draft: int | None
+    diff_summary: dict[str, Any] | None = field(
+        metadata={"description": "per section: ids added, removed, changed"}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VersionDetail(VersionSummary):
-    """A stored configuration version with its whole document."""
+    """A stored configuration version with its whole document and its audit record."""
 
     document: dict[str, Any]
+    diff_summary: dict[str, Any] | None = field(
+        metadata={"description": "what its publish changed (none for versions before 0005)"}
+    )
+    changes: list[ChangeRecord]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +92,9 @@ class PublishRequest:
     comment: str = ""
     based_on: int | None = field(
         default=None, metadata={"description": "the active version this edit started from"}
+    )
+    allow_empty: bool = field(
+        default=False, metadata={"description": "publish even if it removes every route"}
     )
 
 
@@ -79,11 +107,10 @@ class ActivateRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ValidationResult:
-    valid: bool
-    checksum: str
-    routes: int
-    upstreams: int
+class DiffRequest:
+    """A whole document to compare with the active version."""
+
+    document: dict[str, Any]
 
 
 def _summary(stored: StoredVersion) -> VersionSummary:
@@ -98,8 +125,26 @@ def _summary(stored: StoredVersion) -> VersionSummary:
     )
 
 
-def _detail(stored: StoredVersion) -> VersionDetail:
-    return VersionDetail(**{f: getattr(stored, f) for f in VersionDetail.__dataclass_fields__})
+def _change(change: StoredChange) -> ChangeRecord:
+    return ChangeRecord(
+        action=change.action,
+        previous=change.previous,
+        actor=change.actor,
+        at=change.at,
+        comment=change.comment,
+        draft=change.draft_id,
+        diff_summary=change.summary,
+    )
+
+
+def _detail(stored: StoredVersion, changes: list[StoredChange]) -> VersionDetail:
+    published = next((c for c in changes if c.action in {"publish", "seed"}), None)
+    return VersionDetail(
+        **{f: getattr(stored, f) for f in VersionSummary.__dataclass_fields__},
+        document=stored.document,
+        diff_summary=published.summary if published is not None else None,
+        changes=[_change(c) for c in changes],
+    )
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -128,7 +173,7 @@ class AdminConfigController(Controller):
         stored = await runtime.store.get(version)
         if stored is None:
             raise NotFound(f"configuration version {version} does not exist")
-        return _detail(stored)
+        return _detail(stored, await runtime.store.changes(version))
 
     @get("/active")
     async def get_active(self, runtime: RuntimeDep) -> VersionDetail:
@@ -136,19 +181,21 @@ class AdminConfigController(Controller):
         stored = await runtime.store.active()
         if stored is None:
             raise NotFound("no configuration version is active")
-        return _detail(stored)
+        return _detail(stored, await runtime.store.changes(stored.version))
 
     @post("/validate", status_code=HTTP_200_OK)
     async def validate(
-        self, runtime: RuntimeDep, data: JSONBody[dict[str, Any]]
+        self,
+        runtime: RuntimeDep,
+        data: JSONBody[dict[str, Any]],
+        allow_empty: FromQuery[bool] = False,
     ) -> ValidationResult:
-        document = document_from_raw(data, contracts_dir=runtime.settings.contracts_dir)
-        return ValidationResult(
-            valid=True,
-            checksum=document.checksum,
-            routes=len(document.routes),
-            upstreams=len(document.upstreams),
-        )
+        return validation_result(await runtime.validate(data, allow_empty=allow_empty))
+
+    @post("/diff", status_code=HTTP_200_OK)
+    async def diff(self, runtime: RuntimeDep, data: JSONBody[DiffRequest]) -> DiffView:
+        """Compare a whole document with the active version (nothing is validated or stored)."""
+        return await diff_view(runtime, data.document)
 
     @post("/versions", status_code=HTTP_201_CREATED)
     async def publish(
@@ -159,6 +206,7 @@ class AdminConfigController(Controller):
             author=actor,
             comment=data.comment,
             expected_active=data.based_on,
+            allow_empty=data.allow_empty,
         )
         return _summary(stored)
 
@@ -172,7 +220,10 @@ class AdminConfigController(Controller):
     ) -> VersionSummary:
         # The body is optional: a plain POST rolls back without a conflict check.
         stored = await runtime.activate(
-            version, author=actor, expected_active=data.based_on if data else None
+            version,
+            author=actor,
+            expected_active=data.based_on if data else None,
+            comment=data.comment if data else "",
         )
         return _summary(stored)
 
@@ -259,6 +310,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
             metrics,
             CatalogController,
             AdminConfigController,
+            AdminDraftsController,
             AdminCredentialsController,
             AdminPeopleController,
             AdminPoliciesController,

@@ -44,8 +44,12 @@ translated at the module boundary with ``raise ... from exc`` and never escape i
     │   ├── ObligationFailed            (obligation_failed, 502)
     │   └── FederationFailed            (federation_failed, 502)
     ├── ServiceUnavailable              (service_unavailable, 503)
-    │   └── ShuttingDown                (shutting_down, 503)
+    │   ├── ShuttingDown                (shutting_down, 503)
+    │   └── LimiterUnavailable          (limiter_unavailable, 503)
     └── BackendUnavailable              (backend_unavailable, 503)
+
+    ConfigError
+    └── EmptyConfiguration              (empty_configuration, 422)
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "CsrfOriginMismatch",
+    "EmptyConfiguration",
     "FederationFailed",
     "Forbidden",
     "HeadersTooLarge",
@@ -72,6 +77,7 @@ __all__ = [
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",
+    "LimiterUnavailable",
     "MethodNotAllowed",
     "NotFound",
     "ObligationFailed",
@@ -355,7 +361,21 @@ class ShuttingDown(ServiceUnavailable):
     title = "The hub is shutting down"
 
 
+class LimiterUnavailable(ServiceUnavailable):
+    """The shared rate limiter is unreachable and the route's limit fails closed."""
+
+    code = "limiter_unavailable"
+    title = "The rate limiter is unavailable"
+
+
 class BackendUnavailable(HubError):
     code = "backend_unavailable"
     status = 503
     title = "A back-end service is unavailable"
+
+
+class EmptyConfiguration(ConfigError):
+    """A valid document would remove every route of the active one, and allow_empty is unset."""
+
+    code = "empty_configuration"
+    title = "The configuration would remove every route"

@@ -32,10 +32,13 @@ from hub.backends.factory import (
     build_notifier,
 )
 from hub.backends.notifier.base import ConfigNotifier
+from hub.config.diff import diff_documents
 from hub.config.loader import document_from_raw, load_directory
 from hub.config.model import AuthSpec, ConfigDocument
+from hub.config.safety import check_publishable
 from hub.config.snapshot import Snapshot, compile_snapshot
-from hub.db.config_store import ConfigStore, StoredVersion
+from hub.db.config_store import ConfigStore, Review, StoredVersion
+from hub.db.draft_store import DraftStore
 from hub.db.engine import create_engine, ping
 from hub.db.identity_store import (
     ApiKeyRecord,
@@ -114,6 +117,22 @@ def _tune_gc() -> None:
     gc.set_threshold(20_000, 20, 100)
 
 
+def _publish_review(document: ConfigDocument, *, allow_empty: bool) -> Review:
+    """Refuse an unsafe replacement of the active version; else the diff summary to audit."""
+
+    def review(active: StoredVersion | None) -> dict[str, Any]:
+        before = active.document if active is not None else None
+        check_publishable(
+            document.raw,
+            active=before,
+            active_version=active.version if active is not None else None,
+            allow_empty=allow_empty,
+        )
+        return diff_documents(before, document.raw).summary()
+
+    return review
+
+
 class Runtime:
     """Everything the hub keeps alive between requests."""
 
@@ -125,6 +144,7 @@ class Runtime:
         self.registry = UpstreamRegistry(on_breaker_change=self._breaker_changed)
         self.engine: Any = None
         self.store: ConfigStore | None = None
+        self.drafts: DraftStore | None = None
         self.notifier: ConfigNotifier | None = None
         self.events: EventBus | None = None
         self.limiter: RateLimitStore | None = None
@@ -171,7 +191,12 @@ class Runtime:
             raise BackendUnavailable("the database schema is not up to date: run `hub migrate`")
         self.engine = create_engine(settings.database_url)
         self.store = ConfigStore(self.engine)
-        self.limiter = build_limiter(settings)
+        self.drafts = DraftStore(self.engine)
+        self.limiter = build_limiter(
+            settings,
+            on_unavailable=lambda mode: self.metrics.limiter_unavailable.labels(mode).inc(),
+            on_engaged=self.metrics.limiter_fallback_active.set,
+        )
         self.notifier = build_notifier(settings)
         self.events = build_event_bus(settings)
         await self.notifier.start()
@@ -296,7 +321,10 @@ class Runtime:
         if active is None:
             document = load_directory(settings.policies_dir, contracts_dir=settings.contracts_dir)
             seeded = await store.seed_if_empty(
-                document.raw, checksum=document.checksum, author="seed:policies"
+                document.raw,
+                checksum=document.checksum,
+                author="seed:policies",
+                review=lambda _: diff_documents(None, document.raw).summary(),
             )
             active = seeded or await store.active()
             if active is None:  # pragma: no cover - seed_if_empty always leaves a version
@@ -366,10 +394,28 @@ class Runtime:
             except HubError as exc:
                 log.warning("config.poll_failed", error=str(exc))
 
+    async def validate(self, raw: dict[str, Any], *, allow_empty: bool) -> ConfigDocument:
+        """Validate a whole document and check it is safe to replace the active one with."""
+        assert self.store is not None
+        document = document_from_raw(raw, contracts_dir=self.settings.contracts_dir)
+        _publish_review(document, allow_empty=allow_empty)(await self.store.active())
+        return document
+
     async def publish(
-        self, raw: dict[str, Any], *, author: str, comment: str, expected_active: int | None
+        self,
+        raw: dict[str, Any],
+        *,
+        author: str,
+        comment: str,
+        expected_active: int | None,
+        allow_empty: bool = False,
+        draft_id: int | None = None,
     ) -> StoredVersion:
-        """Validate a whole document, store it as the new active version, and announce it."""
+        """Validate a whole document, store it as the new active version, and announce it.
+
+        The safety checks and the audit's diff summary are computed under the store's lock,
+        against the version actually being replaced; ``draft_id`` is deleted with the publish.
+        """
         assert self.store is not None
         assert self.notifier is not None
         document = document_from_raw(raw, contracts_dir=self.settings.contracts_dir)
@@ -379,17 +425,32 @@ class Runtime:
             author=author,
             comment=comment,
             expected_active=expected_active,
+            review=_publish_review(document, allow_empty=allow_empty),
+            draft_id=draft_id,
         )
         await self.reload()
         await self._announce(stored.version)
         return stored
 
     async def activate(
-        self, version: int, *, author: str, expected_active: int | None
+        self, version: int, *, author: str, expected_active: int | None, comment: str = ""
     ) -> StoredVersion:
-        """Make an earlier (or later) stored version active again: rollback in one step."""
+        """Make an earlier (or later) stored version active again: rollback in one step.
+
+        No safety check: every stored version was valid when published, and a rollback must
+        always be one step. The audit records the diff from the version it replaces.
+        """
         assert self.store is not None
-        stored = await self.store.activate(version, author=author, expected_active=expected_active)
+        target = await self.store.get(version)
+        stored = await self.store.activate(
+            version,
+            author=author,
+            expected_active=expected_active,
+            comment=comment,
+            review=lambda active: diff_documents(
+                active.document if active else None, target.document if target else {}
+            ).summary(),
+        )
         await self.reload()
         await self._announce(stored.version)
         return stored
@@ -415,7 +476,7 @@ class Runtime:
             checks.append(ReadinessCheck(name="shutdown", ok=False, detail="draining"))
         probes: list[tuple[str, Any]] = [("database", lambda: ping(self.engine))]
         if self.settings.redis_url and self.limiter is not None:
-            probes.append(("redis", self.limiter.check))
+            probes.append(("redis", self._limiter_probe))
         if self.settings.redis_url and self.notifier is not None:
             probes.append(("config_notifier", self.notifier.check))
         if self.settings.redis_url:
@@ -424,8 +485,20 @@ class Runtime:
             probes.append(("rabbitmq", self.events.check))
         for name, probe in probes:
             try:
-                await asyncio.wait_for(probe(), timeout=2.0)
-                checks.append(ReadinessCheck(name=name, ok=True))
+                detail = await asyncio.wait_for(probe(), timeout=2.0)
+                checks.append(ReadinessCheck(name=name, ok=True, detail=detail or ""))
             except (HubError, TimeoutError) as exc:
                 checks.append(ReadinessCheck(name=name, ok=False, detail=str(exc) or "timed out"))
         return checks
+
+    async def _limiter_probe(self) -> str:
+        """Ready even without Redis: the limits fall back, and the detail says to what."""
+        assert self.limiter is not None
+        await self.limiter.check()
+        if not self.limiter.in_fallback:
+            return ""
+        limits = self._snapshot.limits.values() if self._snapshot else ()
+        modes = ", ".join(sorted({limit.fallback for limit in limits}))
+        if not modes:
+            return "redis unreachable; no route has a rate limit"
+        return f"fallback: {modes} (redis unreachable)"

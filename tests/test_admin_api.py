@@ -352,6 +352,14 @@ async def test_rollback_restores_the_earlier_routes_exactly(
     assert response.json()["active"] is True
     assert await served_by(client) == ("blue", "/svc/probe")
     after = (await client.get(f"{BASE}/active", headers=AUTH)).json()
+    # The rollback is audited on the version it made active: who, why, and what it undid.
+    undo = after["changes"].pop()
+    assert (undo["action"], undo["previous"], undo["actor"], undo["comment"]) == (
+        "activate",
+        2,
+        "admin-token",
+        "undo",
+    )
     assert after == {**before, "active": True}
     assert after["checksum"] == load_directory(policies).checksum
     # A rollback points at the stored version; it does not copy it into a new one.

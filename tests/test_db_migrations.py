@@ -49,7 +49,7 @@ async def test_migrate_upgrades_an_empty_database_to_head(database_url: str) -> 
 
     await migrate(database_url)
 
-    assert await current_revision(database_url) == head_revision() == "0004"
+    assert await current_revision(database_url) == head_revision() == "0005"
     assert await _table_names(database_url) >= TABLES
     assert await _pointer_rows(database_url) == [(1, None)]
 
@@ -211,5 +211,19 @@ async def test_0004_keeps_existing_clients_and_their_references_then_downgrades(
     await _migrate_to(database_url, "0003", down=True)
     assert await current_revision(database_url) == "0003"
     assert {"refresh_tokens", "consents"}.isdisjoint(await _table_names(database_url))
+    await migrate(database_url)
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_0005_adds_drafts_and_the_change_audit_then_downgrades(database_url: str) -> None:
+    await _migrate_to(database_url, "0004")
+    assert {"config_drafts", "config_changes"}.isdisjoint(await _table_names(database_url))
+    await migrate(database_url)
+    assert await _table_names(database_url) >= {"config_drafts", "config_changes"}
+
+    await _migrate_to(database_url, "0004", down=True)
+    assert await current_revision(database_url) == "0004"
+    assert {"config_drafts", "config_changes"}.isdisjoint(await _table_names(database_url))
+    assert await _pointer_rows(database_url) == [(1, None)]
     await migrate(database_url)
     assert await current_revision(database_url) == head_revision()

@@ -24,6 +24,7 @@ from hub.cli._common import settings_or_exit
 from hub.cli.demo import DEMO_ADMIN, DEMO_PEOPLE, ensure_demo_sso
 from hub.cli.identity import apikeys_app, clients_app, ensure_demo_credentials, keys_app
 from hub.cli.people import add_people_commands
+from hub.cli.policies import policies_app
 from hub.config.loader import load_directory
 from hub.db.config_store import ConfigStore, StoredVersion
 from hub.db.engine import create_engine
@@ -41,6 +42,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(clients_app, name="clients")
 app.add_typer(apikeys_app, name="apikeys")
 app.add_typer(keys_app, name="keys")
+app.add_typer(policies_app, name="policies")
 add_people_commands(app)
 
 

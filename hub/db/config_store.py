@@ -3,23 +3,28 @@
 Every change (publish, activate, first-start seed) runs in one transaction that first locks the
 pointer row, so concurrent writers are serialised: the loser of a race re-reads the pointer after
 the winner commits and fails its ``expected_active`` check instead of overwriting the winner.
+
+Each change also writes its ``config_changes`` row in that transaction: who, when, why, and the
+summary the caller's ``review`` computed from the version being replaced. ``review`` runs under
+the lock, so what it judged (the active document) is what gets replaced; raising refuses the
+change and writes nothing. A publish from a draft deletes the draft in the same transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, exists, insert, select, update
+from sqlalchemy import Select, delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.db._store import Store
-from hub.db.models import ACTIVE_ROW_ID, ActiveConfig, ConfigVersion
+from hub.db.models import ACTIVE_ROW_ID, ActiveConfig, ConfigChange, ConfigDraft, ConfigVersion
 from hub.errors import Conflict, HubError, NotFound
 
-__all__ = ["ConfigStore", "StoredVersion"]
+__all__ = ["ConfigStore", "Review", "StoredChange", "StoredVersion"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +39,26 @@ class StoredVersion:
     comment: str
     based_on: int | None
     active: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredChange:
+    """One change of the active version, as the audit keeps it."""
+
+    id: int
+    action: str
+    version: int
+    previous: int | None
+    actor: str
+    at: datetime
+    comment: str
+    draft_id: int | None
+    summary: dict[str, Any] | None
+
+
+#: Judges a change against the version it replaces (``None`` before the first); returns the
+#: diff summary to record, or raises to refuse the change.
+Review = Callable[["StoredVersion | None"], "dict[str, Any] | None"]
 
 
 _COLUMNS = (
@@ -70,7 +95,10 @@ def _stored(row: Mapping[str, Any]) -> StoredVersion:
 def _check_expected(current: int | None, expected: int | None) -> None:
     if expected is not None and current != expected:
         shown = "none" if current is None else str(current)
-        raise Conflict(f"configuration changed: active version is {shown}, not {expected}")
+        raise Conflict(
+            f"configuration changed: active version is {shown}, not {expected}",
+            extra={"active_version": current, "based_on": expected},
+        )
 
 
 class ConfigStore(Store):
@@ -101,6 +129,17 @@ class ConfigStore(Store):
             rows = (await conn.execute(statement)).mappings().all()
         return [_stored(row) for row in rows]
 
+    async def changes(self, version: int) -> list[StoredChange]:
+        """Every recorded change that made ``version`` active, oldest first."""
+        statement = (
+            select(ConfigChange).where(ConfigChange.version == version).order_by(ConfigChange.id)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [
+            StoredChange(**{f: row[f] for f in StoredChange.__dataclass_fields__}) for row in rows
+        ]
+
     async def publish(
         self,
         document: dict[str, Any],
@@ -109,23 +148,47 @@ class ConfigStore(Store):
         author: str,
         comment: str = "",
         expected_active: int | None = None,
+        review: Review | None = None,
+        draft_id: int | None = None,
     ) -> StoredVersion:
         """Store ``document`` as a new version and make it active, atomically.
 
         With ``expected_active``, refuse with :class:`Conflict` (and write nothing) unless that
         version is still the active one: two admins editing the same version cannot both win.
+        With ``draft_id``, that draft is deleted in the same transaction (404 if it is gone).
         """
         async with self._write() as conn:
             current = await self._lock_pointer(conn)
             _check_expected(current, expected_active)
+            summary = await self._review(conn, current, review)
+            if draft_id is not None:
+                result = await conn.execute(delete(ConfigDraft).where(ConfigDraft.id == draft_id))
+                if not result.rowcount:
+                    raise NotFound(f"draft {draft_id} does not exist")
             version = await self._insert(
                 conn, document, checksum=checksum, author=author, comment=comment, based_on=current
             )
             await self._point_at(conn, version, author=author)
+            await self._record(
+                conn,
+                action="publish",
+                version=version,
+                previous=current,
+                actor=author,
+                comment=comment,
+                draft_id=draft_id,
+                summary=summary,
+            )
             return await self._fetch_existing(conn, version)
 
     async def activate(
-        self, version: int, *, author: str, expected_active: int | None = None
+        self,
+        version: int,
+        *,
+        author: str,
+        expected_active: int | None = None,
+        comment: str = "",
+        review: Review | None = None,
     ) -> StoredVersion:
         """Make the existing ``version`` active again (rollback or roll forward)."""
         async with self._write() as conn:
@@ -136,11 +199,26 @@ class ConfigStore(Store):
             )
             if found is None:
                 raise NotFound(f"configuration version {version} does not exist")
+            summary = await self._review(conn, current, review)
             await self._point_at(conn, version, author=author)
+            await self._record(
+                conn,
+                action="activate",
+                version=version,
+                previous=current,
+                actor=author,
+                comment=comment,
+                summary=summary,
+            )
             return await self._fetch_existing(conn, version)
 
     async def seed_if_empty(
-        self, document: dict[str, Any], *, checksum: str, author: str
+        self,
+        document: dict[str, Any],
+        *,
+        checksum: str,
+        author: str,
+        review: Review | None = None,
     ) -> StoredVersion | None:
         """On first start store ``document`` as version 1 and activate it; else do nothing.
 
@@ -160,7 +238,50 @@ class ConfigStore(Store):
                 based_on=None,
             )
             await self._point_at(conn, version, author=author)
+            await self._record(
+                conn,
+                action="seed",
+                version=version,
+                previous=None,
+                actor=author,
+                comment="initial configuration",
+                summary=review(None) if review is not None else None,
+            )
             return await self._fetch_existing(conn, version)
+
+    @classmethod
+    async def _review(
+        cls, conn: AsyncConnection, current: int | None, review: Review | None
+    ) -> dict[str, Any] | None:
+        if review is None:
+            return None
+        active = None if current is None else await cls._fetch(conn, current)
+        return review(active)
+
+    async def _record(
+        self,
+        conn: AsyncConnection,
+        *,
+        action: str,
+        version: int,
+        previous: int | None,
+        actor: str,
+        comment: str,
+        summary: dict[str, Any] | None,
+        draft_id: int | None = None,
+    ) -> None:
+        await conn.execute(
+            insert(ConfigChange).values(
+                action=action,
+                version=version,
+                previous=previous,
+                actor=actor,
+                at=self._clock(),
+                comment=comment,
+                draft_id=draft_id,
+                summary=summary,
+            )
+        )
 
     @staticmethod
     async def _lock_pointer(conn: AsyncConnection) -> int | None:

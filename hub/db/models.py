@@ -1,8 +1,10 @@
-"""Tables of the hub's own database: numbered configuration versions and the active pointer.
+"""Tables of the hub's own database: configuration versions, the active pointer, drafts, audit.
 
 Versions are immutable once written. Which one is live is a single row (``active_config.id = 1``)
 so publishing and rolling back are one UPDATE of that row, and writers serialise by locking it.
 The row exists from the first migration on; ``version`` is NULL until something is published.
+Drafts are an admin's work in progress on a whole document (migration ``0005``); every change of
+the active version (seed, publish, activate) leaves one append-only ``config_changes`` row.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ACTIVE_ROW_ID", "ActiveConfig", "Base", "ConfigVersion", "UTCDateTime"]
+__all__ = [
+    "ACTIVE_ROW_ID",
+    "ActiveConfig",
+    "Base",
+    "ConfigChange",
+    "ConfigDraft",
+    "ConfigVersion",
+    "UTCDateTime",
+]
 
 # Explicit names keep migrations reproducible and let later ones drop/alter constraints by name.
 _NAMING_CONVENTION = {
@@ -94,3 +104,37 @@ class ActiveConfig(Base):
     version: Mapped[int | None] = mapped_column(ForeignKey("config_versions.version"))
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     activated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ConfigDraft(Base):
+    """An admin's edit of the whole document, not yet published; ``revision`` guards edits."""
+
+    __tablename__ = "config_drafts"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    based_on: Mapped[int | None] = mapped_column(ForeignKey("config_versions.version"))
+    document: Mapped[dict[str, Any]] = mapped_column(_DOCUMENT)
+    revision: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConfigChange(Base):
+    """One change of the active version: who, when, why, and what changed (append-only)."""
+
+    __tablename__ = "config_changes"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    action: Mapped[str] = mapped_column(String(16))  # seed, publish, activate
+    version: Mapped[int] = mapped_column(ForeignKey("config_versions.version"), index=True)
+    previous: Mapped[int | None] = mapped_column(ForeignKey("config_versions.version"))
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    comment: Mapped[str] = mapped_column(Text, default="")
+    draft_id: Mapped[int | None] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(_DOCUMENT)
