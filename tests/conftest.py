@@ -5,4 +5,5 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.fixtures_db",
     "tests.fixtures_services",
+    "tests.fixtures_upstreams",
 ]

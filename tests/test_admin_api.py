@@ -9,7 +9,7 @@ with a stable ``code`` and the request id, never a 500.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from hub.asgi import HubApp
 from hub.config.loader import config_checksum, load_directory
 from hub.db.migrate import migrate
 from hub.settings import Settings
+from tests.fixtures_upstreams import blue_document
 from tests.hubproc import ADMIN_TOKEN, hub_env, write_policies
 from tests.upstreams import UpstreamServer
 
@@ -29,25 +30,6 @@ pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BASE = "/admin/api/config"
 CHALLENGE = 'Bearer realm="hub-admin"'
-
-
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[UpstreamServer, UpstreamServer]]:
-    blue, green = UpstreamServer("blue").start(), UpstreamServer("green").start()
-    try:
-        yield blue, green
-    finally:
-        blue.close()
-        green.close()
-
-
-def blue_document(blue: UpstreamServer) -> dict[str, Any]:
-    """Version 1, seeded from the policies folder: /svc/ goes to the blue upstream as is."""
-    return {
-        "upstreams": [{"id": "blue", "targets": [{"url": blue.url}]}],
-        "routes": [{"id": "svc", "prefix": "/svc/", "upstream": "blue"}],
-        "products": [],
-    }
 
 
 def green_document(green: UpstreamServer) -> dict[str, Any]:

@@ -8,7 +8,7 @@ sets, a fresh database per test, as in ``tests/test_admin_api.py``: version 1 (s
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from hub.asgi import HubApp
 from hub.config.loader import config_checksum
 from hub.db.migrate import migrate
 from hub.settings import Settings
+from tests.fixtures_upstreams import blue_document
 from tests.hubproc import ADMIN_TOKEN, hub_env, write_policies
 from tests.sso_support import SsoHub, backend_env, sso_hub
 from tests.test_admin_guard import SAME_ORIGIN, cookie_of, make_admin
@@ -32,24 +33,6 @@ pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BASE = "/admin/api/config"
 DRAFTS = f"{BASE}/drafts"
-
-
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[UpstreamServer, UpstreamServer]]:
-    blue, green = UpstreamServer("blue").start(), UpstreamServer("green").start()
-    try:
-        yield blue, green
-    finally:
-        blue.close()
-        green.close()
-
-
-def blue_document(blue: UpstreamServer) -> dict[str, Any]:
-    return {
-        "upstreams": [{"id": "blue", "targets": [{"url": blue.url}]}],
-        "routes": [{"id": "svc", "prefix": "/svc/", "upstream": "blue"}],
-        "products": [],
-    }
 
 
 def green_document(blue: UpstreamServer, green: UpstreamServer) -> dict[str, Any]:

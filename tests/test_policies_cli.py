@@ -27,16 +27,6 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[UpstreamServer, UpstreamServer]]:
-    blue, green = UpstreamServer("blue").start(), UpstreamServer("green").start()
-    try:
-        yield blue, green
-    finally:
-        blue.close()
-        green.close()
-
-
-@pytest.fixture(scope="module")
 def hub(
     tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[UpstreamServer, UpstreamServer]
 ) -> Iterator[HubProcess]:
