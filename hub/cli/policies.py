@@ -14,6 +14,7 @@ is validated, audited and announced to the replicas by the hub itself:
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -101,10 +102,18 @@ def _load(path: Path) -> dict[str, Any]:
     return dict(document.raw)
 
 
-def _api(url: str, token: str) -> AdminApi:
+@contextlib.contextmanager
+def _admin_api(url: str, token: str) -> Iterator[AdminApi]:
+    """A client for one command; a refusal or no answer is its lines on stderr and exit 1."""
     if not token:
         _fail(["error: an admin token is required (--token or HUB_ADMIN_TOKEN)"])
-    return AdminApi(url, token)
+    api = AdminApi(url, token)
+    try:
+        yield api
+    except AdminApiError as exc:
+        _fail(exc.lines)
+    finally:
+        api.close()
 
 
 def _show_diff(diff: dict[str, Any]) -> None:
@@ -123,13 +132,8 @@ def export(
     token: TokenOption = "",
 ) -> None:
     """Write the active version as one YAML file per section."""
-    api = _api(url, token)
-    try:
+    with _admin_api(url, token) as api:
         active = api.call("GET", "/active")
-    except AdminApiError as exc:
-        _fail(exc.lines)
-    finally:
-        api.close()
     path.mkdir(parents=True, exist_ok=True)
     for section, value in active["document"].items():
         text = yaml.safe_dump({section: value}, sort_keys=False, allow_unicode=True)
@@ -146,14 +150,9 @@ def validate(
 ) -> None:
     """Check a folder locally, then against the running hub (safety checks included)."""
     document = _load(path)
-    api = _api(url, token)
     query = "?allow_empty=true" if allow_empty else ""
-    try:
+    with _admin_api(url, token) as api:
         result = api.call("POST", f"/validate{query}", document)
-    except AdminApiError as exc:
-        _fail(exc.lines)
-    finally:
-        api.close()
     typer.echo(f"ok: {result['upstreams']} upstream(s), {result['routes']} route(s)")
 
 
@@ -166,13 +165,8 @@ def diff(
 ) -> None:
     """Show what publishing the folder would change in the active version."""
     document = _load(path)
-    api = _api(url, token)
-    try:
+    with _admin_api(url, token) as api:
         result = api.call("POST", "/diff", {"document": document})
-    except AdminApiError as exc:
-        _fail(exc.lines)
-    finally:
-        api.close()
     _show_diff(result)
     if text and result["text"]:
         typer.echo(result["text"], nl=False)
@@ -188,8 +182,7 @@ def apply(
 ) -> None:
     """Publish the folder: a draft of it, its diff, then its publish (409 if someone was first)."""
     document = _load(path)
-    api = _api(url, token)
-    try:
+    with _admin_api(url, token) as api:
         draft = api.call("POST", "/drafts", {"document": document, "comment": comment})
         try:
             changes = api.call("GET", f"/drafts/{draft['id']}/diff")
@@ -204,10 +197,6 @@ def apply(
             with contextlib.suppress(AdminApiError):
                 api.call("DELETE", f"/drafts/{draft['id']}")
             raise
-    except AdminApiError as exc:
-        _fail(exc.lines)
-    finally:
-        api.close()
     typer.echo(f"published version {published['version']} (based on {published['based_on']})")
 
 
@@ -219,11 +208,6 @@ def rollback(
     token: TokenOption = "",
 ) -> None:
     """Make a stored version active again."""
-    api = _api(url, token)
-    try:
+    with _admin_api(url, token) as api:
         api.call("POST", f"/versions/{version}/activate", {"comment": comment})
-    except AdminApiError as exc:
-        _fail(exc.lines)
-    finally:
-        api.close()
     typer.echo(f"version {version} is active")
