@@ -187,7 +187,14 @@ def _view(person: Person) -> PersonView:
     )
 
 
-def _sign_out_view(result: SignOut) -> SignOutView:
+def _signed_out(event: str, actor: str, result: SignOut) -> SignOutView:
+    """Log an account action that signed the person out everywhere; its answer."""
+    log.info(
+        event,
+        person_id=result.person_id,
+        actor=actor,
+        refresh_tokens_revoked=result.refresh_tokens_revoked,
+    )
     return SignOutView(
         person_id=result.person_id,
         sessions_ended=result.sessions_ended,
@@ -269,12 +276,7 @@ class AdminPeopleController(Controller):
     ) -> PersonView:
         """Disable a person for good (idempotent): signed out everywhere, delegations void."""
         person, signed_out = await accounts.disable(person_id)
-        log.info(
-            "admin.person_disabled",
-            person_id=person_id,
-            actor=actor,
-            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
-        )
+        _signed_out("admin.person_disabled", actor, signed_out)
         return _view(person)
 
     # --- a person's account ----------------------------------------------------------------
@@ -292,13 +294,7 @@ class AdminPeopleController(Controller):
         400 ``weak_password`` with ``reasons`` when the policy refuses it; 409 when disabled.
         """
         signed_out = await accounts.set_password(person_id, data.password)
-        log.info(
-            "admin.person_password_set",
-            person_id=person_id,
-            actor=actor,
-            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
-        )
-        return _sign_out_view(signed_out)
+        return _signed_out("admin.person_password_set", actor, signed_out)
 
     @post("/persons/{person_id:str}/mfa/reset", status_code=HTTP_200_OK)
     async def reset_mfa(
@@ -306,13 +302,7 @@ class AdminPeopleController(Controller):
     ) -> SignOutView:
         """Remove the second factor and recovery codes, sign out; 409 when none is enrolled."""
         signed_out = await accounts.reset_mfa(person_id)
-        log.info(
-            "admin.person_mfa_reset",
-            person_id=person_id,
-            actor=actor,
-            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
-        )
-        return _sign_out_view(signed_out)
+        return _signed_out("admin.person_mfa_reset", actor, signed_out)
 
     @post("/persons/{person_id:str}/unlock", status_code=HTTP_200_OK)
     async def unlock_person(
@@ -329,13 +319,7 @@ class AdminPeopleController(Controller):
     ) -> SignOutView:
         """Sign the person out everywhere: every session and refresh token (idempotent)."""
         signed_out = await accounts.sign_out_everywhere(person_id)
-        log.info(
-            "admin.person_signed_out",
-            person_id=person_id,
-            actor=actor,
-            refresh_tokens_revoked=signed_out.refresh_tokens_revoked,
-        )
-        return _sign_out_view(signed_out)
+        return _signed_out("admin.person_signed_out", actor, signed_out)
 
     # --- establishments and memberships ----------------------------------------------------
 
