@@ -5,7 +5,9 @@ remembers that version as ``based_on``. Replacing its document names the ``revis
 (409 when another edit came first). ``validate`` runs every check a publish runs; ``diff``
 compares it with the active version, per section and item id, and as a unified YAML diff.
 ``publish`` needs a ``comment`` (the reason for the audit), refuses with 409 when the active
-version is no longer ``based_on``, and deletes the draft with the publish.
+version is no longer ``based_on``, and deletes the draft with the publish. A draft touching
+protected configuration needs a second admin's ``approve`` of its current revision first
+(:mod:`hub.admin.approvals`); without it ``publish`` is ``403 approval_required``.
 """
 
 from __future__ import annotations
@@ -19,12 +21,26 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from hub.admin.approvals import (
+    ApprovalView,
+    DraftApprove,
+    approval_of,
+    approvals_of,
+    approve_draft,
+    stale_draft,
+)
 from hub.admin.guard import ActorDep, actor_dependency, admin_guard
 from hub.config.diff import ConfigDiff, diff_documents, render_text
 from hub.config.model import ConfigDocument
 from hub.db.draft_store import DraftStore, StoredDraft
 from hub.errors import Conflict, InvalidRequest, NotFound
 from hub.runtime import Runtime
+
+# The advice of a refused publish of an unapproved draft.
+_ASK_FOR_APPROVAL = (
+    "ask an admin who neither created nor edited draft {id} to approve its revision"
+    " {revision} (POST /admin/api/config/drafts/{id}/approve), then publish it"
+)
 
 __all__ = [
     "AdminDraftsController",
@@ -81,6 +97,9 @@ class DiffView:
     lines: list[str] = field(metadata={"description": "the diff as short lines for a terminal"})
     text: str = field(metadata={"description": "unified diff of both documents as YAML"})
     based_on: int | None = None
+    approval: ApprovalView | None = field(
+        default=None, metadata={"description": "whether publishing needs a second admin"}
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,11 +112,13 @@ class DraftSummary:
     created_at: datetime
     updated_by: str
     updated_at: datetime
+    editors: list[str] = field(metadata={"description": "who created or edited it"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DraftDetail(DraftSummary):
     document: dict[str, Any]
+    approval: ApprovalView
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,9 +176,13 @@ def _sections(diff: ConfigDiff) -> list[SectionView]:
 
 
 async def diff_view(
-    runtime: Runtime, document: dict[str, Any], *, based_on: int | None = None
+    runtime: Runtime,
+    document: dict[str, Any],
+    *,
+    based_on: int | None = None,
+    draft: StoredDraft | None = None,
 ) -> DiffView:
-    """The diff of ``document`` against the active version."""
+    """The diff of ``document`` against the active version, and what publishing it needs."""
     assert runtime.store is not None
     active = await runtime.store.active()
     before = active.document if active is not None else None
@@ -170,15 +195,22 @@ async def diff_view(
         summary=diff.summary(),
         lines=diff.lines(),
         text=render_text(before, document),
+        approval=await approval_of(runtime, document, draft),
     )
 
 
 def _summary(draft: StoredDraft) -> DraftSummary:
-    return DraftSummary(**{f: getattr(draft, f) for f in DraftSummary.__dataclass_fields__})
+    fields = (f for f in DraftSummary.__dataclass_fields__ if f != "editors")
+    return DraftSummary(**{f: getattr(draft, f) for f in fields}, editors=list(draft.editors))
 
 
-def _detail(draft: StoredDraft) -> DraftDetail:
-    return DraftDetail(**{f: getattr(draft, f) for f in DraftDetail.__dataclass_fields__})
+async def _detail(runtime: Runtime, draft: StoredDraft) -> DraftDetail:
+    summary = _summary(draft)
+    return DraftDetail(
+        **{f: getattr(summary, f) for f in DraftSummary.__dataclass_fields__},
+        document=draft.document,
+        approval=await approval_of(runtime, draft.document, draft),
+    )
 
 
 def _runtime(request: Request[Any, Any, Any]) -> Runtime:
@@ -216,7 +248,7 @@ class AdminDraftsController(Controller):
             author=actor,
             comment=data.comment if data is not None else "",
         )
-        return _detail(draft)
+        return await _detail(runtime, draft)
 
     @get("/")
     async def list_drafts(
@@ -227,7 +259,7 @@ class AdminDraftsController(Controller):
 
     @get("/{draft_id:int}")
     async def get_draft(self, runtime: RuntimeDep, draft_id: FromPath[int]) -> DraftDetail:
-        return _detail(await _drafts(runtime).get(draft_id))
+        return await _detail(runtime, await _drafts(runtime).get(draft_id))
 
     @put("/{draft_id:int}")
     async def replace(
@@ -240,7 +272,7 @@ class AdminDraftsController(Controller):
         draft = await _drafts(runtime).replace(
             draft_id, data.document, revision=data.revision, author=actor, comment=data.comment
         )
-        return _detail(draft)
+        return await _detail(runtime, draft)
 
     @delete("/{draft_id:int}", status_code=HTTP_204_NO_CONTENT)
     async def delete_draft(self, runtime: RuntimeDep, draft_id: FromPath[int]) -> None:
@@ -256,7 +288,19 @@ class AdminDraftsController(Controller):
     @get("/{draft_id:int}/diff")
     async def diff(self, runtime: RuntimeDep, draft_id: FromPath[int]) -> DiffView:
         draft = await _drafts(runtime).get(draft_id)
-        return await diff_view(runtime, draft.document, based_on=draft.based_on)
+        return await diff_view(runtime, draft.document, based_on=draft.based_on, draft=draft)
+
+    @post("/{draft_id:int}/approve", status_code=HTTP_200_OK)
+    async def approve(
+        self,
+        runtime: RuntimeDep,
+        actor: ActorDep,
+        draft_id: FromPath[int],
+        data: JSONBody[DraftApprove],
+    ) -> ApprovalView:
+        """A second admin approves the draft's revision (four eyes); editors may not."""
+        draft = await _drafts(runtime).get(draft_id)
+        return await approve_draft(runtime, draft, actor=actor, data=data)
 
     @post("/{draft_id:int}/publish", status_code=HTTP_201_CREATED)
     async def publish(
@@ -269,6 +313,9 @@ class AdminDraftsController(Controller):
         if not data.comment.strip():
             raise InvalidRequest("a comment is required: say why this change is made")
         draft = await _drafts(runtime).get(draft_id)
+        latest = await approvals_of(runtime).latest(draft.id)
+        # Only an approval of the revision being published counts: an edit voids it.
+        approved_by = latest.approver if latest and latest.revision == draft.revision else None
         try:
             stored = await runtime.publish(
                 draft.document,
@@ -278,14 +325,15 @@ class AdminDraftsController(Controller):
                 expected_active=draft.based_on,
                 allow_empty=data.allow_empty,
                 draft_id=draft.id,
+                draft_revision=draft.revision,
+                approved_by=approved_by,
+                approval_advice=_ASK_FOR_APPROVAL.format(id=draft.id, revision=draft.revision),
             )
         except Conflict as exc:
-            active = exc.extra.get("active_version")
-            raise Conflict(
-                f"draft {draft.id} is based on version {draft.based_on}, but version {active}"
-                " is active now: start a new draft from the active version",
-                extra={"active_version": active, "based_on": draft.based_on},
-            ) from exc
+            if "active_version" not in exc.extra:
+                raise  # the draft itself changed meanwhile
+            active = exc.extra["active_version"]
+            raise stale_draft(draft, active if isinstance(active, int) else None) from exc
         return {
             "version": stored.version,
             "checksum": stored.checksum,
@@ -295,4 +343,5 @@ class AdminDraftsController(Controller):
             "based_on": stored.based_on,
             "active": stored.active,
             "draft": draft.id,
+            "approved_by": approved_by,
         }

@@ -38,7 +38,11 @@ RuntimeDep: TypeAlias = NamedDependency[Runtime]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExplainPrincipal:
-    """The caller to imagine; what a verified credential would have produced."""
+    """The caller to imagine; what a verified credential would have produced.
+
+    ``memberships`` are ``"<establishment id>:<role>"``, ``delegated_scopes``
+    ``"<establishment id>:<scope>"``, as in the hub's tokens.
+    """
 
     kind: Kind = "anonymous"
     subject: str = "anonymous"
@@ -47,7 +51,10 @@ class ExplainPrincipal:
     scopes: tuple[str, ...] = ()
     acr: str | None = None
     establishment: str | None = None
+    delegation: str | None = None
     roles: tuple[str, ...] = ()
+    memberships: tuple[str, ...] = ()
+    delegated_scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +92,9 @@ class ExplainResult:
 
     config_version: int
     route: str
+    operation: str | None = field(
+        metadata={"description": "the contract operation of the request, if the route knows it"}
+    )
     decision: Literal["allow", "deny", "not_enforced"]
     permission: str | None
     rule: str | None
@@ -144,6 +154,11 @@ class AdminPoliciesController(Controller):
                 scopes=frozenset(who.scopes),
                 acr=who.acr,
                 establishment=who.establishment,
+                delegation=who.delegation,
+                roles=frozenset(who.roles),
+                memberships=frozenset(who.memberships),
+                delegated_scopes=frozenset(who.delegated_scopes),
+                delegations=frozenset({who.delegation} if who.delegation else ()),
             ),
             method=method,
             path=path,
@@ -152,7 +167,7 @@ class AdminPoliciesController(Controller):
             headers=headers,
             client_ip=asked.client_ip,
             now=asked.time.timestamp() if asked.time is not None else None,
-            roles=frozenset(who.roles),
+            operations=snapshot.operations.get(match.route.id),
         )
         route = match.route.id
         found = explain(route, snapshot.policies.get(route), context)
@@ -171,6 +186,7 @@ class AdminPoliciesController(Controller):
             return ExplainResult(
                 config_version=snapshot.version,
                 route=route,
+                operation=context.operation,
                 decision="not_enforced",
                 permission=None,
                 rule=None,
@@ -181,6 +197,7 @@ class AdminPoliciesController(Controller):
         return ExplainResult(
             config_version=snapshot.version,
             route=route,
+            operation=context.operation,
             decision="allow" if decision.allowed else "deny",
             permission=decision.permission,
             rule=decision.rule,

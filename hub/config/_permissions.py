@@ -4,31 +4,46 @@ Dangling references (routes, products), duplicate ids, conditions naming unknown
 operators, bad obligation paths, and rules that can never match: a rule naming a route its
 permission does not cover, a ``path.<name>`` no route of the rule has, methods none of its
 routes accepts. Works on plain JSON and guards every access, like :mod:`hub.config.validate`.
+
+Contract operations named by rules (``resources.operations``, ``request.operation`` values) are
+checked by :func:`operation_resource_issues`, once the loader has read the contracts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from hub.config._issues import Issue, JsonPath, section_items
 from hub.policy.conditions import OPERATORS, ConditionError, compile_condition
 from hub.policy.model import ConditionSpec
 from hub.policy.obligations import parse_field_path
+from hub.policy.operations import Operation, serves, tokens
 
-__all__ = ["permission_issues"]
+__all__ = ["operation_resource_issues", "permission_issues"]
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _KNOWN_OPS = frozenset().union(*OPERATORS.values())
 
 
 class _Route:
-    __slots__ = ("methods", "params", "product")
+    __slots__ = ("methods", "params", "product", "shape", "version")
 
     def __init__(self, item: Mapping[str, Any]) -> None:
         path = item.get("path")
+        prefix = item.get("prefix")
         self.params = frozenset(_PARAM.findall(path)) if isinstance(path, str) else frozenset()
+        # (tokens, is_prefix) of the route's template, for the operations it serves
+        self.shape = (
+            (tokens(path), False)
+            if isinstance(path, str)
+            else (tokens(prefix), True)
+            if isinstance(prefix, str)
+            else None
+        )
+        version = item.get("version")
+        self.version = version if isinstance(version, int) else None
         methods = item.get("methods")
         upper = (
             {m.upper() for m in methods if isinstance(m, str)}
@@ -202,3 +217,120 @@ def _field_issue(at: JsonPath, path: Any) -> Iterator[Issue]:
             parse_field_path(path)
         except ValueError as exc:
             yield Issue(path=at, reason=str(exc))
+
+
+def operation_resource_issues(
+    raw: Mapping[str, Any], contract_operations: Mapping[int, Sequence[Operation]]
+) -> list[Issue]:
+    """Operations named by rules that no contract has, or that none of the rule's routes serves.
+
+    ``contract_operations`` holds the operations of each product (by position in
+    ``products``) whose contract could be read; others were reported with their contract.
+    """
+    versions: dict[tuple[str, int], int] = {}
+    for index, item in section_items(raw, "products"):
+        ident, version = item.get("id"), item.get("version")
+        if isinstance(ident, str) and isinstance(version, int):
+            versions.setdefault((ident, version), index)
+    routes: dict[str, _Route] = {}
+    for _, item in section_items(raw, "routes"):
+        if isinstance(item.get("id"), str):
+            routes.setdefault(item["id"], _Route(item))
+    issues: list[Issue] = []
+    for index, permission in section_items(raw, "permissions"):
+        covered = _covered(permission, routes)
+        for rule_index, rule in section_items(permission, "rules"):
+            at: JsonPath = ("permissions", index, "rules", rule_index)
+            applies = covered
+            resources = rule.get("resources")
+            named = _strings(resources.get("routes")) if isinstance(resources, dict) else []
+            if named:
+                applies = [r for r in covered if r in {name for _, name in named}]
+            issues.extend(
+                _rule_operation_issues(at, rule, applies, routes, versions, contract_operations)
+            )
+    return issues
+
+
+def _covered(permission: Mapping[str, Any], routes: Mapping[str, _Route]) -> list[str]:
+    named = {name for _, name in _strings(permission.get("routes"))}
+    products = {name for _, name in _strings(permission.get("products"))}
+    return [rid for rid, r in routes.items() if rid in named or r.product in products]
+
+
+def _rule_operation_issues(  # noqa: PLR0917 - one private helper's plain arguments
+    at: JsonPath,
+    rule: Mapping[str, Any],
+    applies: Sequence[str],
+    routes: Mapping[str, _Route],
+    versions: Mapping[tuple[str, int], int],
+    contract_operations: Mapping[int, Sequence[Operation]],
+) -> Iterator[Issue]:
+    resources = rule.get("resources")
+    named = _strings(resources.get("operations")) if isinstance(resources, dict) else []
+    conditions = [
+        (i, c)
+        for i, c in section_items(rule, "conditions")
+        if c.get("attr") == "request.operation" and c.get("op") in ("eq", "ne", "in", "not_in")
+    ]
+    if not named and not conditions:
+        return
+    known: dict[str, Operation] = {}  # operations of the rule's routes' contracts
+    served: set[str] = set()
+    unread = False  # a contract that could not be read: its operations are unknown here
+    for rid in applies:
+        route = routes[rid]
+        position = versions.get((route.product or "", route.version or 0))
+        if position is None:
+            continue
+        if position not in contract_operations:
+            unread = unread or route.product is not None
+            continue
+        for operation in contract_operations[position]:
+            known.setdefault(operation.id, operation)
+            if route.shape is not None and serves(
+                route.shape[0],
+                is_prefix=route.shape[1],
+                methods=sorted(route.methods),
+                operation=operation,
+            ):
+                served.add(operation.id)
+    names: list[tuple[tuple[str | int, ...], str]] = [
+        (("resources", "operations", i), name) for i, name in named
+    ]
+    for i, condition in conditions:
+        value = condition.get("value")
+        values = value if isinstance(value, list) else [value]
+        key: tuple[str | int, ...] = ("conditions", i, "value")
+        names += [
+            ((*key, j) if isinstance(value, list) else key, v)
+            for j, v in enumerate(values)
+            if isinstance(v, str)
+        ]
+    for where, name in names:
+        if name in served:
+            continue
+        if name in known:
+            yield Issue(
+                path=(*at, *where),
+                reason=f"operation {name!r} is not served by any route this rule applies to,"
+                " so the rule can never match",
+            )
+        elif not unread:
+            yield Issue(
+                path=(*at, *where),
+                reason=f"{name!r} is not an operation of the contract of any route this rule"
+                " applies to",
+            )
+    methods = (
+        {m for _, m in _strings(resources.get("methods"))} if isinstance(resources, dict) else set()
+    )
+    chosen = [known[name] for _, name in named if name in served]
+    if methods and chosen:
+        wanted = methods | ({"HEAD"} if "GET" in methods else set())
+        if not any(op.method in wanted for op in chosen):
+            yield Issue(
+                path=(*at, "resources", "methods"),
+                reason="none of the rule's operations uses these methods, so the rule can never"
+                " match",
+            )

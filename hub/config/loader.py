@@ -17,23 +17,43 @@ import json
 import math
 import re
 from collections.abc import Hashable, Mapping
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
+from adapters.base import (
+    AdapterConfig,
+    BreakerPolicy,
+    Credentials,
+    OutboundLimit,
+    RetryPolicy,
+    Timeouts,
+)
+from hub.config._adapters import adapter_contract_issues
 from hub.config._contracts import operation_issues, schema_file_problem
+from hub.config._permissions import operation_resource_issues
+from hub.config.governance import governance_from_raw
 from hub.config.model import (
     AuthSpec,
     BreakerSpec,
     ConfigDocument,
     HealthCheckSpec,
     IssuerSpec,
+    PlanOverrideSpec,
+    PlanRateSpec,
+    PlanSpec,
     ProductSpec,
+    PurposeReadSpec,
+    PurposeSpec,
+    QuotaSpec,
     RateLimitSpec,
     RetrySpec,
+    RouteAdapterSpec,
+    RoutePaymentsSpec,
     RouteSpec,
+    SubscriptionSpec,
     TargetSpec,
     TimeoutSpec,
     UpstreamSpec,
@@ -56,6 +76,7 @@ from hub.policy.model import (
     RuleSpec,
     SubjectSpec,
 )
+from hub.policy.operations import Operation
 from hub.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -65,7 +86,7 @@ __all__ = ["config_checksum", "default_schema_path", "document_from_raw", "load_
 
 _Spec = TypeVar("_Spec", bound="DataclassInstance")
 
-_EXTENSIONS = ("plans", "consumers")
+_EXTENSIONS = ("consumers",)
 _CONTRACT_FOLDER = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_.-]+)*")
 _SCHEMA_FILE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*\.json")
 _CONTRACT_SCHEMA = "product-contract.schema.json"
@@ -269,7 +290,13 @@ def _validated(
         schema_path = shipped if shipped.is_file() else default_schema_path()
     issues = schema_issues(raw, load_validator(schema_path))
     issues += semantic_issues(raw)
-    issues += _contract_issues(raw, contracts_dir, schema_path.with_name(_CONTRACT_SCHEMA))
+    contract_schema = schema_path.with_name(_CONTRACT_SCHEMA)
+    operations: dict[int, tuple[Operation, ...]] = {}
+    issues += _contract_issues(raw, contracts_dir, contract_schema, operations)
+    issues += operation_resource_issues(raw, operations)
+    issues += adapter_contract_issues(
+        raw, contracts_dir, lambda folder, label: _checked_contract(folder, label, contract_schema)
+    )
 
     routes = raw.get("routes")
     if isinstance(routes, list) and not any(i.path == ("routes",) for i in issues):
@@ -285,7 +312,7 @@ def _validated(
         # Stable: findings at one position keep their order (schema first, then semantics).
         ordered = sorted(issues, key=lambda i: (_label(i, sources), i.position()))
         raise ConfigError([_prefixed(issue, sources) for issue in ordered])
-    return _document(raw, sources)
+    return _document(raw, sources, operations)
 
 
 def _label(issue: Issue, sources: Mapping[str, str]) -> str:
@@ -299,9 +326,15 @@ def _prefixed(issue: Issue, sources: Mapping[str, str]) -> str:
 
 
 def _contract_issues(
-    raw: Mapping[str, Any], contracts_dir: Path, contract_schema: Path
+    raw: Mapping[str, Any],
+    contracts_dir: Path,
+    contract_schema: Path,
+    operations: dict[int, tuple[Operation, ...]],
 ) -> list[Issue]:
-    """Each product's contract folder exists and holds a valid ``api.yaml`` and its schemas."""
+    """Each product's contract folder exists and holds a valid ``api.yaml`` and its schemas.
+
+    The operations of each valid contract go into ``operations``, by product position.
+    """
     issues: list[Issue] = []
     products = raw.get("products")
     if not isinstance(products, list):
@@ -328,17 +361,38 @@ def _contract_issues(
         elif not (where / "api.yaml").is_file():
             issues.append(Issue(path=at, reason=f"'{shown}/api.yaml' does not exist"))
         else:
-            findings = _contract_findings(where, f"{shown}/api.yaml", contract_schema)
+            findings = _contract_findings(
+                where, f"{shown}/api.yaml", contract_schema, operations, index
+            )
             issues.extend(Issue(path=at, reason=finding) for finding in findings)
     return issues
 
 
-def _contract_findings(folder: Path, label: str, contract_schema: Path) -> list[str]:
+def _contract_findings(
+    folder: Path,
+    label: str,
+    contract_schema: Path,
+    operations: dict[int, tuple[Operation, ...]],
+    product: int,
+) -> list[str]:
+    """A product contract's findings; its operations go into ``operations`` when it has none."""
+    contract, findings = _checked_contract(folder, label, contract_schema)
+    if not findings and isinstance(contract, dict):
+        operations[product] = tuple(
+            Operation(id=op["operation_id"], method=op["method"].upper(), path=op["path"])
+            for op in contract.get("operations") or []
+            if isinstance(op.get("operation_id"), str)
+        )
+    return findings
+
+
+def _checked_contract(folder: Path, label: str, contract_schema: Path) -> tuple[Any, list[str]]:
+    """A contract's ``api.yaml`` as data, and every finding in it and its schema files."""
     contract, problems = _read_yaml(folder / "api.yaml", label)
     if problems:
-        return problems
+        return contract, problems
     if not isinstance(contract, dict):
-        return [f"{label}: $: the top level must be a mapping, not {_kind(contract)}"]
+        return contract, [f"{label}: $: the top level must be a mapping, not {_kind(contract)}"]
     issues = schema_issues(contract, load_validator(contract_schema), top_level="field")
     issues += operation_issues(contract)
     findings = [f"{label}: {issue}" for issue in sorted(issues, key=Issue.position)]
@@ -357,7 +411,7 @@ def _contract_findings(folder: Path, label: str, contract_schema: Path) -> list[
                 if problem:
                     shown = label.rsplit("/", 1)[0] + "/" + name
                     findings.append(f"{shown}: {problem} (named at {format_path(at)})")
-    return findings
+    return contract, findings
 
 
 # --- the typed model -----------------------------------------------------------------------------
@@ -406,7 +460,51 @@ def _route(item: Mapping[str, Any], *, order: int, source: str) -> RouteSpec:
         data["rate_limit"] = _spec(RateLimitSpec, item["rate_limit"])
     if "auth" in item:
         data["auth"] = _spec(AuthSpec, item["auth"])
+    if "adapter" in item:
+        data["adapter"] = _spec(RouteAdapterSpec, item["adapter"])
+    if "payments" in item:
+        data["payments"] = _spec(RoutePaymentsSpec, item["payments"])
     return _spec(RouteSpec, data)
+
+
+def _adapter(item: Mapping[str, Any]) -> AdapterConfig:
+    """An adapter's configuration; its credentials name a secret, resolved only at run time."""
+    data: dict[str, Any] = dict(item)
+    data.pop("description", None)
+    credentials = item.get("credentials")
+    if credentials is not None:
+        data["credentials"] = Credentials(
+            scheme=credentials["scheme"],
+            secret_name=credentials["secret"],
+            header=credentials.get("header", "X-API-Key"),
+            username=credentials.get("username", ""),
+        )
+    if "timeouts" in item:
+        data["timeouts"] = _spec(Timeouts, item["timeouts"])
+    if "retries" in item:
+        data["retry"] = _spec(RetryPolicy, item["retries"])
+        del data["retries"]
+    if "breaker" in item:
+        data["breaker"] = _spec(BreakerPolicy, item["breaker"])
+    if "rate_limit" in item:
+        data["rate_limit"] = _spec(OutboundLimit, item["rate_limit"])
+    data["options"] = json.loads(json.dumps(item.get("options", {})))
+    return AdapterConfig(**data)
+
+
+def _purpose(item: Mapping[str, Any]) -> PurposeSpec:
+    return PurposeSpec(
+        id=item["id"],
+        description=item["description"],
+        legal_basis=item.get("legal_basis", ""),
+        reads=tuple(
+            PurposeReadSpec(
+                adapter=read["adapter"], operation=read["operation"], fields=tuple(read["fields"])
+            )
+            for read in item["reads"]
+        ),
+        principals=tuple(_spec(SubjectSpec, p) for p in item["principals"]),
+    )
 
 
 def _condition(item: Mapping[str, Any]) -> ConditionSpec:
@@ -447,16 +545,57 @@ def _permission(item: Mapping[str, Any]) -> PermissionSpec:
     )
 
 
-def _document(raw: dict[str, Any], sources: Mapping[str, str]) -> ConfigDocument:
+def _product(item: Mapping[str, Any]) -> ProductSpec:
+    data = dict(item)
+    if "subscription" in item:
+        data["subscription"] = _spec(SubscriptionSpec, item["subscription"])
+    return _spec(ProductSpec, data)
+
+
+def _terms(item: Mapping[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if "rate" in item:
+        data["rate"] = _spec(PlanRateSpec, item["rate"])
+    if "quota" in item:
+        data["quota"] = _spec(QuotaSpec, item["quota"])
+    return data
+
+
+def _plan(item: Mapping[str, Any]) -> PlanSpec:
+    overrides = tuple(
+        (product, PlanOverrideSpec(**_terms(override)))
+        for product, override in item.get("overrides", {}).items()
+    )
+    return PlanSpec(
+        id=item["id"],
+        title=item["title"],
+        description=item.get("description", ""),
+        overrides=overrides,
+        **_terms(item),
+    )
+
+
+def _document(
+    raw: dict[str, Any],
+    sources: Mapping[str, str],
+    operations: Mapping[int, tuple[Operation, ...]],
+) -> ConfigDocument:
     return ConfigDocument(
         upstreams=tuple(_upstream(item) for item in raw.get("upstreams", [])),
         routes=tuple(
             _route(item, order=index, source=sources.get("routes", ""))
             for index, item in enumerate(raw.get("routes", []))
         ),
-        products=tuple(_spec(ProductSpec, item) for item in raw.get("products", [])),
+        products=tuple(
+            replace(_product(item), operations=operations.get(index, ()))
+            for index, item in enumerate(raw.get("products", []))
+        ),
         issuers=tuple(_spec(IssuerSpec, item) for item in raw.get("issuers", [])),
         permissions=tuple(_permission(item) for item in raw.get("permissions", [])),
+        adapters=tuple(_adapter(item) for item in raw.get("adapters", [])),
+        purposes=tuple(_purpose(item) for item in raw.get("purposes", [])),
+        governance=governance_from_raw(raw),
+        plans=tuple(_plan(item) for item in raw.get("plans", [])),
         extensions={name: json.loads(json.dumps(raw.get(name, []))) for name in _EXTENSIONS},
         raw=raw,
         checksum=config_checksum(raw),

@@ -10,18 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from hub.policy.model import PermissionSpec
+from adapters.base import AdapterConfig
+from hub.config.governance import GovernanceSpec
+from hub.policy.model import PermissionSpec, SubjectSpec
+from hub.policy.operations import Operation
 
 __all__ = [
+    "AdapterConfig",
     "AuthSpec",
     "BreakerSpec",
     "ConfigDocument",
     "HealthCheckSpec",
     "IssuerSpec",
+    "PlanOverrideSpec",
+    "PlanRateSpec",
+    "PlanSpec",
     "ProductSpec",
+    "PurposeReadSpec",
+    "PurposeSpec",
+    "QuotaSpec",
     "RateLimitSpec",
     "RetrySpec",
+    "RouteAdapterSpec",
+    "RoutePaymentsSpec",
     "RouteSpec",
+    "SubscriptionSpec",
     "TargetSpec",
     "TimeoutSpec",
     "UpstreamSpec",
@@ -134,15 +147,34 @@ class IssuerSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RouteAdapterSpec:
+    """A route served by an adapter operation (``adapters`` section) instead of an upstream."""
+
+    name: str
+    operation: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutePaymentsSpec:
+    """A route served by the hub's payments API with one payment adapter (``hub/payments``)."""
+
+    operation: Literal["create", "get", "capture", "cancel", "refund", "list_refunds", "webhook"]
+    adapter: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouteSpec:
     """One route: what it matches and where it sends the request.
 
     Exactly one of ``path`` (a template such as ``/api/visas/v1/applications/{id}``, matched
-    whole) and ``prefix`` (matched on segment boundaries) is set.
+    whole) and ``prefix`` (matched on segment boundaries) is set, and exactly one of
+    ``upstream`` (a pool), ``adapter`` (an adapter operation) and ``payments`` (the payments API).
     """
 
     id: str
-    upstream: str
+    upstream: str = ""
+    adapter: RouteAdapterSpec | None = None
+    payments: RoutePaymentsSpec | None = None
     path: str | None = None
     prefix: str | None = None
     hosts: tuple[str, ...] = ()
@@ -159,8 +191,25 @@ class RouteSpec:
     auth: AuthSpec | None = None
     product: str | None = None
     version: int | None = None
+    tags: tuple[str, ...] = ()
     order: int = 0
     source: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionSpec:
+    """How vendor applications subscribe to a product, and whether they must.
+
+    ``required``: a caller that is an application (a client, or an API key of one) needs an
+    active subscription to call the product's routes. ``plans`` are those a subscription may
+    choose; ``approval`` makes new subscriptions wait for an admin; ``default_plan`` is what an
+    application without a subscription gets on a product that does not require one.
+    """
+
+    required: bool = False
+    plans: tuple[str, ...] = ()
+    approval: bool = False
+    default_plan: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,6 +222,87 @@ class ProductSpec:
     status: Literal["active", "beta", "deprecated", "retired"] = "active"
     description: str = ""
     contract: str | None = None
+    #: The contract's operations, read from its ``api.yaml`` when the document is loaded.
+    operations: tuple[Operation, ...] = ()
+    tags: tuple[str, ...] = ()
+    subscription: SubscriptionSpec | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurposeReadSpec:
+    """One adapter operation a purpose covers, and the only fields it may return."""
+
+    adapter: str
+    operation: str
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurposeSpec:
+    """A legal purpose of registrar reads: what it may read, which fields, and who may use it.
+
+    ``principals`` match like permission subjects (kinds/clients/subjects/roles any of, scopes
+    all of); any one matching lets the caller read for this purpose.
+    """
+
+    id: str
+    description: str
+    reads: tuple[PurposeReadSpec, ...]
+    principals: tuple[SubjectSpec, ...]
+    legal_basis: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanRateSpec:
+    """A plan's GCRA rate per application and route; ``fallback`` as for a route's limit."""
+
+    rate: int
+    period: float = 1.0
+    burst: int = 0
+    fallback: Literal["local", "open", "closed"] = "local"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaSpec:
+    """Requests an application may make on a product per UTC day and month (``None``: no cap)."""
+
+    daily: int | None = None
+    monthly: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanOverrideSpec:
+    """A plan's terms on one product: a rate replaces the plan's, quota fields replace its own."""
+
+    rate: PlanRateSpec | None = None
+    quota: QuotaSpec | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanSpec:
+    """A plan (sandbox, free, standard, ...): a rate and quotas, optionally per product."""
+
+    id: str
+    title: str
+    description: str = ""
+    rate: PlanRateSpec | None = None
+    quota: QuotaSpec = field(default_factory=QuotaSpec)
+    # (product id, override), in document order
+    overrides: tuple[tuple[str, PlanOverrideSpec], ...] = ()
+
+    def terms(self, product: str) -> tuple[PlanRateSpec | None, QuotaSpec]:
+        """The rate and quotas this plan gives on ``product``, overrides applied."""
+        for name, override in self.overrides:
+            if name == product:
+                quota = override.quota or QuotaSpec()
+                return (
+                    override.rate or self.rate,
+                    QuotaSpec(
+                        daily=quota.daily if quota.daily is not None else self.quota.daily,
+                        monthly=quota.monthly if quota.monthly is not None else self.quota.monthly,
+                    ),
+                )
+        return self.rate, self.quota
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,7 +314,11 @@ class ConfigDocument:
     products: tuple[ProductSpec, ...] = ()
     issuers: tuple[IssuerSpec, ...] = ()
     permissions: tuple[PermissionSpec, ...] = ()
-    # Sections filled in by later work (plans, consumers): kept as validated JSON.
+    adapters: tuple[AdapterConfig, ...] = ()
+    purposes: tuple[PurposeSpec, ...] = ()
+    governance: GovernanceSpec = field(default_factory=GovernanceSpec)
+    plans: tuple[PlanSpec, ...] = ()
+    # Reserved sections (consumers): kept as validated JSON.
     extensions: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
     checksum: str = ""

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from hub.config.model import ConfigDocument
-from hub.policy.compile import RoutePolicy, compile_policies
+from hub.plans.book import PlanBook, compile_plans
+from hub.policy.compile import RoutePolicy, compile_operations, compile_policies
+from hub.policy.operations import OperationIndex
 from hub.ratelimit.base import Limit
 from hub.routing.table import RouteTable
 from hub.upstream.pool import UpstreamPool
@@ -30,6 +32,10 @@ class Snapshot:
     limits: Mapping[str, Limit] = field(default_factory=dict)
     # Route id -> its compiled permission policy; a route not in it is not covered.
     policies: Mapping[str, RoutePolicy] = field(default_factory=dict)
+    # Route id -> the contract operations it serves (every route, covered or not).
+    operations: Mapping[str, OperationIndex] = field(default_factory=dict)
+    # Products' subscription rules and plans' terms (hub/plans/book.py).
+    plans: PlanBook = field(default_factory=PlanBook)
     version_label: str = ""
 
 
@@ -47,12 +53,15 @@ def compile_snapshot(
         for route in document.routes
         if route.rate_limit is not None
     }
+    operations = compile_operations(document.routes, document.products)
     return Snapshot(
         version=version,
         document=document,
         table=RouteTable.compile(document.routes),
         pools=MappingProxyType({spec.id: pools[spec.id] for spec in document.upstreams}),
         limits=MappingProxyType(limits),
-        policies=compile_policies(document.permissions, document.routes),
+        policies=compile_policies(document.permissions, document.routes, operations),
+        operations=operations,
+        plans=compile_plans(document),
         version_label=str(version),
     )

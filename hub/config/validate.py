@@ -5,7 +5,9 @@ loader can report every finding at once, each prefixed with the file that define
 The checks work on plain JSON data and guard every access: a document that already broke the
 schema still gets its semantic findings, without one error cascading into others.
 The JSON Schema checks live in :mod:`hub.config._schema`; a product contract's own checks in
-:mod:`hub.config._contracts`; the permission policies' in :mod:`hub.config._permissions`.
+:mod:`hub.config._contracts`; the permission policies' in :mod:`hub.config._permissions`; the
+governance rules' in :mod:`hub.config._governance`; plans' and subscriptions' in
+:mod:`hub.config._plans`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from hub.config._adapters import adapter_issues
+from hub.config._governance import governance_issues
 from hub.config._issues import IDENTIFIER, Issue, JsonPath, format_path, section_items
 from hub.config._permissions import permission_issues
+from hub.config._plans import plan_issues
 from hub.config._schema import load_validator, schema_issues
 from hub.config.model import HealthCheckSpec, RetrySpec, RouteSpec, TimeoutSpec
 from hub.errors import ConfigError
@@ -44,6 +49,8 @@ RESERVED_PATHS: tuple[str, ...] = (
     "/.well-known",
     "/oauth2",
     "/account",
+    "/api/me/v1/data-access",
+    "/api/callbacks/v1",  # notification providers' receipts (hub.callbacks)
 )
 STANDARD_METHODS: frozenset[str] = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -112,6 +119,9 @@ def semantic_issues(raw: Mapping[str, Any]) -> list[Issue]:
     for index, item in section_items(raw, "routes"):
         issues.extend(_route_issues(("routes", index), item, upstream_ids, products))
     issues.extend(permission_issues(raw))
+    issues.extend(adapter_issues(raw))
+    issues.extend(governance_issues(raw))
+    issues.extend(plan_issues(raw))
     return issues
 
 

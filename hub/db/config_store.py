@@ -7,7 +7,12 @@ the winner commits and fails its ``expected_active`` check instead of overwritin
 Each change also writes its ``config_changes`` row in that transaction: who, when, why, and the
 summary the caller's ``review`` computed from the version being replaced. ``review`` runs under
 the lock, so what it judged (the active document) is what gets replaced; raising refuses the
-change and writes nothing. A publish from a draft deletes the draft in the same transaction.
+change and writes nothing. A publish from a draft deletes the draft in the same transaction,
+and only while the draft is still at the revision that was read (and approved).
+
+Four-eyes approvals work the same way: the caller's ``protect`` check names the protected items
+the change touches, judged under the lock against the version really being replaced, and may
+refuse the change (no valid approval); the items and ``approved_by`` go into the change's row.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from hub.db._store import Store
 from hub.db.models import ACTIVE_ROW_ID, ActiveConfig, ConfigChange, ConfigDraft, ConfigVersion
 from hub.errors import Conflict, HubError, NotFound
 
-__all__ = ["ConfigStore", "Review", "StoredChange", "StoredVersion"]
+__all__ = ["ConfigStore", "Protect", "Review", "StoredChange", "StoredVersion"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,11 +59,16 @@ class StoredChange:
     comment: str
     draft_id: int | None
     summary: dict[str, Any] | None
+    protected: list[dict[str, Any]] | None = None
+    approved_by: str | None = None
 
 
 #: Judges a change against the version it replaces (``None`` before the first); returns the
 #: diff summary to record, or raises to refuse the change.
 Review = Callable[["StoredVersion | None"], "dict[str, Any] | None"]
+#: Names the protected items a change touches in the version it replaces, to record; raises
+#: to refuse the change (it needs an approval it does not have).
+Protect = Callable[["StoredVersion | None"], "list[dict[str, Any]] | None"]
 
 
 _COLUMNS = (
@@ -150,21 +160,25 @@ class ConfigStore(Store):
         expected_active: int | None = None,
         review: Review | None = None,
         draft_id: int | None = None,
+        draft_revision: int | None = None,
+        protect: Protect | None = None,
+        approved_by: str | None = None,
     ) -> StoredVersion:
         """Store ``document`` as a new version and make it active, atomically.
 
         With ``expected_active``, refuse with :class:`Conflict` (and write nothing) unless that
         version is still the active one: two admins editing the same version cannot both win.
-        With ``draft_id``, that draft is deleted in the same transaction (404 if it is gone).
+        With ``draft_id``, that draft is deleted in the same transaction (404 if it is gone,
+        409 if it is no longer at ``draft_revision``).
         """
         async with self._write() as conn:
             current = await self._lock_pointer(conn)
             _check_expected(current, expected_active)
-            summary = await self._review(conn, current, review)
+            active = None if current is None else await self._fetch(conn, current)
+            summary = review(active) if review is not None else None
+            protected = protect(active) if protect is not None else None
             if draft_id is not None:
-                result = await conn.execute(delete(ConfigDraft).where(ConfigDraft.id == draft_id))
-                if not result.rowcount:
-                    raise NotFound(f"draft {draft_id} does not exist")
+                await self._delete_draft(conn, draft_id, draft_revision)
             version = await self._insert(
                 conn, document, checksum=checksum, author=author, comment=comment, based_on=current
             )
@@ -178,6 +192,8 @@ class ConfigStore(Store):
                 comment=comment,
                 draft_id=draft_id,
                 summary=summary,
+                protected=protected,
+                approved_by=approved_by,
             )
             return await self._fetch_existing(conn, version)
 
@@ -189,6 +205,7 @@ class ConfigStore(Store):
         expected_active: int | None = None,
         comment: str = "",
         review: Review | None = None,
+        protect: Protect | None = None,
     ) -> StoredVersion:
         """Make the existing ``version`` active again (rollback or roll forward)."""
         async with self._write() as conn:
@@ -199,7 +216,9 @@ class ConfigStore(Store):
             )
             if found is None:
                 raise NotFound(f"configuration version {version} does not exist")
-            summary = await self._review(conn, current, review)
+            active = None if current is None else await self._fetch(conn, current)
+            summary = review(active) if review is not None else None
+            protected = protect(active) if protect is not None else None
             await self._point_at(conn, version, author=author)
             await self._record(
                 conn,
@@ -209,6 +228,7 @@ class ConfigStore(Store):
                 actor=author,
                 comment=comment,
                 summary=summary,
+                protected=protected,
             )
             return await self._fetch_existing(conn, version)
 
@@ -249,14 +269,21 @@ class ConfigStore(Store):
             )
             return await self._fetch_existing(conn, version)
 
-    @classmethod
-    async def _review(
-        cls, conn: AsyncConnection, current: int | None, review: Review | None
-    ) -> dict[str, Any] | None:
-        if review is None:
-            return None
-        active = None if current is None else await cls._fetch(conn, current)
-        return review(active)
+    @staticmethod
+    async def _delete_draft(conn: AsyncConnection, draft_id: int, revision: int | None) -> None:
+        statement = delete(ConfigDraft).where(ConfigDraft.id == draft_id)
+        if revision is not None:
+            statement = statement.where(ConfigDraft.revision == revision)
+        if (await conn.execute(statement)).rowcount:
+            return
+        current = await conn.scalar(select(ConfigDraft.revision).where(ConfigDraft.id == draft_id))
+        if current is None:
+            raise NotFound(f"draft {draft_id} does not exist")
+        raise Conflict(
+            f"draft {draft_id} changed while it was being published: it is at revision"
+            f" {current}, not {revision}",
+            extra={"revision": current},
+        )
 
     async def _record(
         self,
@@ -269,6 +296,8 @@ class ConfigStore(Store):
         comment: str,
         summary: dict[str, Any] | None,
         draft_id: int | None = None,
+        protected: list[dict[str, Any]] | None = None,
+        approved_by: str | None = None,
     ) -> None:
         await conn.execute(
             insert(ConfigChange).values(
@@ -280,6 +309,8 @@ class ConfigStore(Store):
                 comment=comment,
                 draft_id=draft_id,
                 summary=summary,
+                protected=protected,
+                approved_by=approved_by,
             )
         )
 

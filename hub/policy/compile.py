@@ -8,8 +8,11 @@ Semantics, in one place:
   allow from every permission covering it.
 - **Within a permission: deny overrides.** Any matching deny rule refuses the request; else the
   first matching allow rule (in document order) allows it; else the permission's default deny
-  refuses it. A rule matches when its subjects, resources (route ids, methods; GET covers HEAD)
-  and every condition match.
+  refuses it. A rule matches when its subjects, resources (route ids, methods, contract
+  operations; GET covers HEAD) and every condition match.
+- **Operations.** Each route knows the operations of its product contract it serves
+  (:mod:`hub.policy.operations`); a rule naming ``operations`` applies only to routes serving
+  one of them, and there only to requests that are one of them.
 - **Obligations** of *every* matching allow rule, of every covering permission, apply to the
   response (the stricter union), not only those of the rule that decided.
 - The decision names the permission that refused (what a 403 says is missing) or the rule that
@@ -26,13 +29,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from hub.config.model import RouteSpec
+from hub.config.model import ProductSpec, RouteSpec
 from hub.policy.conditions import Check, Predicate, compile_condition
 from hub.policy.context import RequestContext
 from hub.policy.model import PermissionSpec, RuleSpec, SubjectSpec
 from hub.policy.obligations import NONE, Obligations, compile_obligations
+from hub.policy.operations import NO_OPERATIONS, OperationIndex, serves, tokens
 
-__all__ = ["CompiledRule", "Decision", "PermissionCheck", "RoutePolicy", "compile_policies"]
+__all__ = [
+    "CompiledRule",
+    "Decision",
+    "PermissionCheck",
+    "RoutePolicy",
+    "compile_operations",
+    "compile_policies",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +136,14 @@ def _compile_rule(permission: str, rule: RuleSpec) -> CompiledRule:
         checks.append(
             Check(f"request.method in {_list(sorted(methods))}", lambda c: c.method in methods)
         )
+    if rule.resources.operations:
+        operations = frozenset(rule.resources.operations)
+        checks.append(
+            Check(
+                f"request.operation in {_list(rule.resources.operations)}",
+                lambda c: c.operation in operations,
+            )
+        )
     checks.extend(compile_condition(condition) for condition in rule.conditions)
     allow = rule.effect == "allow"
     decision = Decision(
@@ -182,8 +201,12 @@ class RoutePolicy:
 
     route: str
     permissions: tuple[PermissionCheck, ...]
+    #: The contract operations the route serves, for ``request.operation``.
+    operations: OperationIndex = NO_OPERATIONS
 
     def decide(self, context: RequestContext) -> Decision:
+        if context.operations is None:  # a caller that did not pass the route's index
+            context.operations = self.operations
         decided: Decision | None = None
         for permission in self.permissions:
             decision = permission.decide(context)
@@ -203,10 +226,35 @@ def covered_routes(permission: PermissionSpec, routes: Sequence[RouteSpec]) -> l
     return [r for r in routes if r.id in named or (r.product is not None and r.product in products)]
 
 
+def compile_operations(
+    routes: Sequence[RouteSpec], products: Sequence[ProductSpec]
+) -> Mapping[str, OperationIndex]:
+    """Route id -> the operations of its product version's contract that it serves."""
+    by_version = {(p.id, p.version): p.operations for p in products}
+    indexes: dict[str, OperationIndex] = {}
+    for route in routes:
+        operations = by_version.get((route.product or "", route.version or 0), ())
+        template = route.path if route.path is not None else route.prefix or "/"
+        shape = tokens(template)
+        mine = [
+            op
+            for op in operations
+            if serves(shape, is_prefix=route.path is None, methods=route.methods, operation=op)
+        ]
+        # A path route serves only operations of its own template: the method decides.
+        indexes[route.id] = (
+            OperationIndex(mine, same_template=route.path is not None) if mine else NO_OPERATIONS
+        )
+    return MappingProxyType(indexes)
+
+
 def compile_policies(
-    permissions: Sequence[PermissionSpec], routes: Sequence[RouteSpec]
+    permissions: Sequence[PermissionSpec],
+    routes: Sequence[RouteSpec],
+    operations: Mapping[str, OperationIndex] | None = None,
 ) -> Mapping[str, RoutePolicy]:
     """Route id -> its compiled policy, for covered routes only."""
+    operations = operations or {}
     per_route: dict[str, list[PermissionCheck]] = {}
     for permission in permissions:
         compiled = [(rule, _compile_rule(permission.id, rule)) for rule in permission.rules]
@@ -217,10 +265,15 @@ def compile_policies(
             reason=f"no rule of permission {permission.id!r} allows it (default deny)",
         )
         for route in covered_routes(permission, routes):
+            served = operations.get(route.id, NO_OPERATIONS).ids
             mine = [
                 c
                 for rule, c in compiled
-                if not rule.resources.routes or route.id in rule.resources.routes
+                if (not rule.resources.routes or route.id in rule.resources.routes)
+                and (
+                    not rule.resources.operations
+                    or not served.isdisjoint(rule.resources.operations)
+                )
             ]
             per_route.setdefault(route.id, []).append(
                 PermissionCheck(
@@ -232,7 +285,11 @@ def compile_policies(
             )
     return MappingProxyType(
         {
-            route: RoutePolicy(route=route, permissions=tuple(checks))
+            route: RoutePolicy(
+                route=route,
+                permissions=tuple(checks),
+                operations=operations.get(route, NO_OPERATIONS),
+            )
             for route, checks in per_route.items()
         }
     )

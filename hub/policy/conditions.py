@@ -3,10 +3,15 @@
 Attributes (what ``attr`` and ``ref`` may name), by type:
 
 - text: ``principal.subject``, ``principal.kind``, ``principal.issuer``,
-  ``principal.client_id``, ``principal.acr``, ``principal.establishment``, ``request.method``,
-  ``request.path``, ``path.<param>`` (a path parameter of the route's template),
+  ``principal.client_id``, ``principal.acr``, ``principal.establishment`` (the establishment a
+  client acts for), ``principal.delegation`` (the delegation it acts under), ``request.method``,
+  ``request.path``, ``request.operation`` (the contract operation, see
+  :mod:`hub.policy.operations`), ``path.<param>`` (a path parameter of the route's template),
   ``query.<name>`` (its first value), ``header.<name>``;
-- set: ``principal.scopes``, ``principal.roles`` (empty until roles reach the principal);
+- set: ``principal.scopes``, ``principal.roles`` (staff roles: ``platform_admin``,
+  ``agency_officer``);
+- memberships: ``principal.memberships`` (establishment → role: owner, hr_officer, employee);
+- delegations: ``principal.delegated_scopes`` (establishment → the scopes it delegated);
 - ip: ``request.client_ip`` (the client address, after trusted proxies);
 - time: ``request.time`` (time of day in the condition's ``tz``, default UTC);
 - weekday: ``request.weekday`` (``mon`` … ``sun`` in ``tz``).
@@ -18,7 +23,12 @@ Operators per type:
 - ip: ``cidr``, ``not_cidr`` (a list of networks), ``eq``, ``ne``, ``in``, ``not_in``, ``exists``;
 - time: ``before`` and ``after`` (``"HH:MM"``, half-open), ``between`` (``["HH:MM", "HH:MM"]``,
   from inclusive to exclusive, wrapping past midnight when from > to);
-- weekday: ``eq``, ``ne``, ``in``, ``not_in``.
+- weekday: ``eq``, ``ne``, ``in``, ``not_in``;
+- memberships: ``member_of`` with ``ref`` naming the establishment (a text attribute, e.g.
+  ``path.establishment_id``) and, optionally, ``value`` the roles (any of them; all roles when
+  left out); ``not_member_of``; ``exists`` (a member anywhere);
+- delegations: ``delegated_by`` with ``ref`` naming the establishment and ``value`` the scopes
+  (every one of them); ``not_delegated_by``; ``exists`` (any delegation).
 
 A missing attribute (no establishment, no such query parameter) makes every operator false except
 the negations ``ne``, ``not_in``, ``not_contains`` and ``not_cidr``, which are exactly ``not``
@@ -54,6 +64,9 @@ Getter = Callable[[RequestContext], object]
 Predicate = Callable[[RequestContext], bool]
 
 TEXT, SET, IP, TIME, WEEKDAY = "text", "set", "ip", "time", "weekday"
+MEMBERSHIPS, DELEGATIONS = "memberships", "delegations"
+#: The roles a membership can have (hub.db.establishment_store.MembershipRole).
+MEMBERSHIP_ROLES = ("owner", "hr_officer", "employee")
 
 _EMPTY: frozenset[str] = frozenset()
 
@@ -64,10 +77,14 @@ _FIXED: dict[str, tuple[str, Getter]] = {
     "principal.client_id": (TEXT, lambda c: c.principal.client_id),
     "principal.acr": (TEXT, lambda c: c.principal.acr),
     "principal.establishment": (TEXT, lambda c: c.principal.establishment),
+    "principal.delegation": (TEXT, lambda c: c.principal.delegation),
     "principal.scopes": (SET, lambda c: c.principal.scopes),
     "principal.roles": (SET, lambda c: c.roles),
+    "principal.memberships": (MEMBERSHIPS, lambda c: c.principal.memberships),
+    "principal.delegated_scopes": (DELEGATIONS, lambda c: c.principal.delegated_scopes),
     "request.method": (TEXT, lambda c: c.method),
     "request.path": (TEXT, lambda c: c.path),
+    "request.operation": (TEXT, lambda c: c.operation),
     "request.client_ip": (IP, lambda c: c.client_ip or None),
     "request.time": (TIME, lambda c: c.now),
     "request.weekday": (WEEKDAY, lambda c: c.now),
@@ -87,10 +104,19 @@ OPERATORS: dict[str, frozenset[str]] = {
     IP: frozenset({"cidr", "not_cidr", "eq", "ne", "in", "not_in", "exists"}),
     TIME: frozenset({"before", "after", "between"}),
     WEEKDAY: frozenset({"eq", "ne", "in", "not_in"}),
+    MEMBERSHIPS: frozenset({"member_of", "not_member_of", "exists"}),
+    DELEGATIONS: frozenset({"delegated_by", "not_delegated_by", "exists"}),
 }
 _REF_OPS = frozenset({"eq", "ne", "contains", "not_contains"})
 _LIST_OPS = frozenset({"in", "not_in", "cidr", "not_cidr", "between"})
-_NEGATIONS = {"ne": "eq", "not_in": "in", "not_contains": "contains", "not_cidr": "cidr"}
+_NEGATIONS = {
+    "ne": "eq",
+    "not_in": "in",
+    "not_contains": "contains",
+    "not_cidr": "cidr",
+    "not_member_of": "member_of",
+    "not_delegated_by": "delegated_by",
+}
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
@@ -140,10 +166,13 @@ def compile_condition(spec: ConditionSpec) -> Check:
     if op not in OPERATORS[kind]:
         allowed = ", ".join(sorted(OPERATORS[kind]))
         raise ConditionError(f"operator {op!r} does not apply to {spec.attr} (use {allowed})")
-    if spec.ref is not None and spec.value is not None:
-        raise ConditionError("give either 'value' or 'ref', not both")
     positive = _NEGATIONS.get(op, op)
-    test = _compile(kind, positive, spec)
+    if positive in ("member_of", "delegated_by"):
+        test = _affiliation(positive, spec)
+    elif spec.ref is not None and spec.value is not None:
+        raise ConditionError("give either 'value' or 'ref', not both")
+    else:
+        test = _compile(kind, positive, spec)
     if positive != op:
         inner = test
 
@@ -226,6 +255,51 @@ def _compile(kind: str, op: str, spec: ConditionSpec) -> Predicate:
     return lambda c: value in get(c)  # type: ignore[operator]
 
 
+def _affiliation(op: str, spec: ConditionSpec) -> Predicate:
+    """``member_of``, ``delegated_by``: establishment from ``ref``, roles or scopes in ``value``."""
+    if spec.ref is None:
+        raise ConditionError(f"operator {op!r} needs a 'ref' naming the establishment")
+    if attribute_type(spec.ref) != TEXT:
+        raise ConditionError(f"'ref' of {op!r} must be a text attribute such as path.<param>")
+    establishment = _getter(spec.ref)
+    get = _getter(spec.attr)
+    names = (spec.value,) if isinstance(spec.value, str) else spec.value or ()
+    if op == "member_of":
+        unknown = [name for name in names if name not in MEMBERSHIP_ROLES]
+        if unknown:
+            raise ConditionError(
+                f"{unknown[0]!r} is not a membership role (use {', '.join(MEMBERSHIP_ROLES)})"
+            )
+        if not names:
+
+            def member(c: RequestContext) -> bool:
+                held: frozenset[str] = get(c)  # type: ignore[assignment]
+                where = establishment(c) if held else None
+                if not where:
+                    return False
+                start = f"{where}:"
+                return any(item.startswith(start) for item in held)
+
+            return member
+    elif not names:
+        raise ConditionError("'delegated_by' needs a 'value': the scopes delegated")
+    # member_of: any of the roles; delegated_by: every one of the scopes.
+    wanted = tuple(dict.fromkeys(names))
+    needs_all = op == "delegated_by"
+
+    def holds(c: RequestContext) -> bool:
+        held: frozenset[str] = get(c)  # type: ignore[assignment]
+        where = establishment(c) if held else None  # nothing held: nothing to concatenate
+        if not where:
+            return False
+        for name in wanted:
+            if (f"{where}:{name}" in held) is not needs_all:
+                return not needs_all
+        return needs_all
+
+    return holds
+
+
 def _address(text: str) -> str:
     try:
         return str(ip_address(text))
@@ -277,6 +351,12 @@ def _weekday(op: str, value: str | tuple[str, ...], zone: ZoneInfo, get: Getter)
 
 
 def _describe(spec: ConditionSpec) -> str:
+    if spec.op in ("member_of", "not_member_of", "delegated_by", "not_delegated_by"):
+        names = (spec.value,) if isinstance(spec.value, str) else spec.value or ()
+        what = " as " if spec.op.endswith("member_of") else " with "
+        return f"{spec.attr} {spec.op} {spec.ref}" + (
+            what + "[" + ", ".join(names) + "]" if names else ""
+        )
     if spec.ref is not None:
         return f"{spec.attr} {spec.op} {spec.ref}"
     if spec.value is None:

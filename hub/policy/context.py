@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from urllib.parse import parse_qs
 
 from hub.auth.principal import Principal
+from hub.policy.operations import OperationIndex
 
 __all__ = ["RequestContext"]
 
@@ -30,15 +31,22 @@ def _parse_ip(text: str) -> IPv4Address | IPv6Address | None:
 
 
 class RequestContext:
-    """The principal and request of one decision; ``roles`` waits for roles on the principal."""
+    """The principal and request of one decision.
+
+    ``operations`` is the route's :class:`~hub.policy.operations.OperationIndex`; the request's
+    contract operation is looked up in it the first time a rule asks. ``roles`` are the
+    principal's staff roles unless given (a replay of recorded requests gives them).
+    """
 
     __slots__ = (
         "_ip",
         "_now",
+        "_operation",
         "_query",
         "client_ip",
         "headers",
         "method",
+        "operations",
         "params",
         "path",
         "principal",
@@ -57,7 +65,8 @@ class RequestContext:
         headers: Sequence[tuple[bytes, bytes]] = (),
         client_ip: str = "",
         now: float | None = None,
-        roles: frozenset[str] = frozenset(),
+        operations: OperationIndex | None = None,
+        roles: frozenset[str] | None = None,
     ) -> None:
         self.principal = principal
         self.method = method
@@ -66,8 +75,10 @@ class RequestContext:
         self.query_string = query_string
         self.headers = headers
         self.client_ip = client_ip
-        self.roles = roles
+        self.operations = operations
+        self.roles = principal.roles if roles is None else roles
         self._now = now
+        self._operation: str | bool | None = False  # False: not looked up yet
         self._query: Mapping[str, list[str]] | None = None
         self._ip: IPv4Address | IPv6Address | bool | None = False  # False: not parsed yet
 
@@ -77,6 +88,14 @@ class RequestContext:
         if self._now is None:
             self._now = time.time()
         return self._now
+
+    @property
+    def operation(self) -> str | None:
+        """The contract operation of the request, ``None`` when the route knows none for it."""
+        if self._operation is False:
+            index = self.operations
+            self._operation = None if index is None else index.lookup(self.method, self.path)
+        return self._operation  # type: ignore[return-value]
 
     def query(self, name: str) -> str | None:
         """The first value of query parameter ``name``."""

@@ -40,6 +40,8 @@ def explain(route: str, policy: RoutePolicy | None, context: RequestContext) -> 
     """Decide as the gateway would, and record each rule's outcome."""
     if policy is None:
         return Explanation(route=route, enforced=False, decision=None, trace=())
+    if context.operations is None:
+        context.operations = policy.operations
     trace: list[RuleTrace] = []
     for permission in policy.permissions:
         for rule in (*permission.deny, *permission.allow):

@@ -29,7 +29,8 @@ class ConditionSpec:
     """``attr op value`` or ``attr op ref`` (another attribute), e.g. establishment == path param.
 
     ``value`` is text or a list of texts (numbers in YAML are compared as their text); ``tz`` is
-    the IANA zone of the ``request.time``/``request.weekday`` operators.
+    the IANA zone of the ``request.time``/``request.weekday`` operators. ``member_of`` and
+    ``delegated_by`` take both: ``ref`` names the establishment, ``value`` the roles or scopes.
     """
 
     attr: str
@@ -56,10 +57,14 @@ class SubjectSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResourceSpec:
-    """Which requests of the permission's routes a rule is about (empty: all of them)."""
+    """Which requests of the permission's routes a rule is about (empty: all of them).
+
+    ``operations`` names operations (``operation_id``) of the routes' product contracts.
+    """
 
     routes: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
+    operations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Self
 
-__all__ = ["Decision", "FallbackMode", "Limit", "RateLimitStore"]
+__all__ = ["Bucket", "Decision", "FallbackMode", "Limit", "RateLimitStore", "check_buckets"]
 
 # What a limit does while the shared store cannot be reached: decide in this process at the
 # limit divided by the number of replicas, let every request through, or refuse with 503.
@@ -56,6 +57,26 @@ class Decision:
     reset_after: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Bucket:
+    """One bucket of a multi-bucket hit: whose allowance (``key``) under which ``limit``."""
+
+    key: str
+    limit: Limit
+
+
+def check_buckets(buckets: Sequence[Bucket]) -> None:
+    """``ValueError`` unless ``buckets`` is non-empty and names each key once.
+
+    A key named twice would be read twice before either write, so one hit would count once.
+    """
+    if not buckets:
+        raise ValueError("a multi-bucket hit needs at least one bucket")
+    keys = {bucket.key for bucket in buckets}
+    if len(keys) != len(buckets):
+        raise ValueError("a multi-bucket hit names the same key more than once")
+
+
 class RateLimitStore(ABC):
     """Where GCRA buckets live: in this process, or shared by every replica (Redis)."""
 
@@ -65,6 +86,18 @@ class RateLimitStore(ABC):
 
         ``cost`` must be between 1 and ``limit.burst + 1`` (``ValueError`` otherwise). Raises
         :class:`hub.errors.BackendUnavailable` when the store cannot be reached.
+        """
+
+    @abstractmethod
+    async def hit_all(self, buckets: Sequence[Bucket], cost: int = 1) -> tuple[Decision, ...]:
+        """Count ``cost`` against every bucket at once, or against none of them.
+
+        All buckets are decided in one atomic step (one Lua script call on Redis, one
+        uninterrupted step in process): the hit passes only if every bucket has room, and a
+        refusal consumes nothing from any bucket. One decision per bucket, in order; ``allowed``
+        is the same in each. A refused hit reports each bucket as it stands: ``retry_after`` is
+        that bucket's own wait (0 for a bucket that had room), ``remaining`` what it still holds.
+        ``ValueError`` for no buckets, a key named twice, or a cost outside a bucket.
         """
 
     @abstractmethod

@@ -9,6 +9,10 @@ A failed hit engages the fallback for every key at once, and the shared store is
 for ``backoff`` seconds: a dead or hung Redis must not cost each request a connect timeout.
 After that a single background probe (``check``) asks again; requests never wait on it, and
 its success releases the fallback, so recovery needs no restart.
+
+A multi-bucket hit without the shared store applies each bucket's own fallback: a ``closed``
+bucket refuses the whole hit with 503, ``open`` buckets are not counted, and the ``local``
+buckets are decided together (all or none) at their local share.
 """
 
 from __future__ import annotations
@@ -17,12 +21,19 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from hub.errors import BackendUnavailable, LimiterUnavailable
-from hub.ratelimit.base import Decision, FallbackMode, Limit, RateLimitStore
+from hub.ratelimit.base import (
+    Bucket,
+    Decision,
+    FallbackMode,
+    Limit,
+    RateLimitStore,
+    check_buckets,
+)
 from hub.ratelimit.gcra import bounds
 from hub.ratelimit.memory import MemoryRateLimitStore
 
@@ -92,6 +103,17 @@ class FallbackRateLimitStore(RateLimitStore):
             self._probe = asyncio.create_task(self._run_probe(), name="hub-limiter-probe")
         return await self._fallback(key, limit, cost)
 
+    async def hit_all(self, buckets: Sequence[Bucket], cost: int = 1) -> tuple[Decision, ...]:
+        check_buckets(buckets)
+        if not self._engaged:
+            try:
+                return await self._shared.hit_all(buckets, cost)
+            except BackendUnavailable as exc:
+                self._engage(exc)
+        elif self._probe is None and self._clock() >= self._retry_at:
+            self._probe = asyncio.create_task(self._run_probe(), name="hub-limiter-probe")
+        return await self._fallback_all(buckets, cost)
+
     async def check(self) -> None:
         """Probe the shared store: unreachable engages the fallback, reachable releases it."""
         try:
@@ -115,24 +137,42 @@ class FallbackRateLimitStore(RateLimitStore):
         if self._on_unavailable is not None:
             self._on_unavailable(mode)
         if mode == "open":
-            # nothing is counted: the honest headers are those of a full bucket
-            capacity = limit.burst + 1
-            return Decision(
-                allowed=True,
-                limit=capacity,
-                remaining=capacity - cost,
-                retry_after=0.0,
-                reset_after=0.0,
-            )
+            return _full(limit, cost)
         if mode == "closed":
-            retry_after = max(1, math.ceil(self._retry_at - self._clock()))
-            raise LimiterUnavailable(
-                f"the rate limiter is unavailable; retry in {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
+            raise self._closed_error()
         share = local_share(limit, self._replicas)
         # a hit larger than this replica's bucket would never pass: charge it the whole bucket
         return await self._local.hit(key, share, min(cost, share.burst + 1))
+
+    async def _fallback_all(self, buckets: Sequence[Bucket], cost: int) -> tuple[Decision, ...]:
+        for bucket in buckets:
+            bounds(bucket.limit, cost)
+        local: list[Bucket] = []
+        for bucket in buckets:
+            if self._on_unavailable is not None:
+                self._on_unavailable(bucket.limit.fallback)
+            if bucket.limit.fallback == "closed":
+                raise self._closed_error()
+            if bucket.limit.fallback == "local":
+                share = local_share(bucket.limit, self._replicas)
+                local.append(Bucket(key=bucket.key, limit=share))
+        smallest = min((b.limit.burst + 1 for b in local), default=cost)
+        decided = iter(await self._local.hit_all(local, min(cost, smallest)) if local else ())
+        decisions = [
+            next(decided) if bucket.limit.fallback == "local" else _full(bucket.limit, cost)
+            for bucket in buckets
+        ]
+        if all(d.allowed for d in decisions):
+            return tuple(decisions)
+        # refused by a local bucket: the open ones report a bucket with room, nothing counted
+        return tuple(d if not d.allowed else _unused(d) for d in decisions)
+
+    def _closed_error(self) -> LimiterUnavailable:
+        retry_after = max(1, math.ceil(self._retry_at - self._clock()))
+        return LimiterUnavailable(
+            f"the rate limiter is unavailable; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
 
     def _engage(self, exc: BackendUnavailable) -> None:
         self._retry_at = self._clock() + self._backoff
@@ -157,3 +197,27 @@ class FallbackRateLimitStore(RateLimitStore):
             self._retry_at = self._clock() + self._backoff
         finally:
             self._probe = None
+
+
+def _full(limit: Limit, cost: int) -> Decision:
+    """An ``open`` limit without its store: nothing is counted, so the honest headers are a
+    full bucket's."""
+    capacity = limit.burst + 1
+    return Decision(
+        allowed=True,
+        limit=capacity,
+        remaining=capacity - cost,
+        retry_after=0.0,
+        reset_after=0.0,
+    )
+
+
+def _unused(decision: Decision) -> Decision:
+    """A bucket that would have passed, in a multi-bucket hit refused by another bucket."""
+    return Decision(
+        allowed=False,
+        limit=decision.limit,
+        remaining=decision.limit,
+        retry_after=0.0,
+        reset_after=0.0,
+    )

@@ -5,6 +5,10 @@ the same clock, whatever their own clocks say. It stores the TAT as an integer o
 microseconds under ``hub:rl:<key>`` with an expiry at the moment the bucket is full again,
 so idle keys cost nothing.
 
+A multi-bucket hit (``hit_all``) is one call of a second script over all its keys: it reads
+every bucket, and writes them all only if each has room, so the buckets pass or refuse as one.
+Keys of one multi-bucket hit must live on one Redis node (the hub does not use Redis Cluster).
+
 Hits that arrive in the same event-loop iteration are sent as one non-transactional pipeline
 of ``EVALSHA`` calls (one round trip instead of one per hit); the script is loaded only when
 Redis answers ``NOSCRIPT`` (first use, restart, ``SCRIPT FLUSH``).
@@ -24,8 +28,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from hub.errors import BackendUnavailable
-from hub.ratelimit.base import Decision, Limit, RateLimitStore
-from hub.ratelimit.gcra import bounds, decide
+from hub.ratelimit.base import Bucket, Decision, Limit, RateLimitStore, check_buckets
+from hub.ratelimit.gcra import bounds, decide, decide_all
 
 __all__ = ["RedisRateLimitStore"]
 
@@ -45,17 +49,47 @@ if new_tat - tonumber(ARGV[2]) <= now then
 end
 return tat - now
 """
-_SHA = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
-_Reply = int | BaseException
+# KEYS[1..n] buckets; ARGV[2i-1], ARGV[2i] the increment and tolerance of KEYS[i]. The same
+# arithmetic per bucket; the TATs move only when every bucket has room. Returns each lead.
+_MULTI_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local leads, tats, ok = {}, {}, true
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  leads[i] = tat - now
+  tats[i] = tat + tonumber(ARGV[2 * i - 1])
+  if tats[i] - tonumber(ARGV[2 * i]) > now then ok = false end
+end
+if ok then
+  for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], string.format('%d', tats[i]),
+               'PX', math.ceil((tats[i] - now) / 1000))
+  end
+end
+return leads
+"""
+
+
+def _sha(script: str) -> str:
+    return hashlib.sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+_SHA = _sha(_SCRIPT)
+_MULTI_SHA = _sha(_MULTI_SCRIPT)
+_SCRIPTS = {_SHA: _SCRIPT, _MULTI_SHA: _MULTI_SCRIPT}
+
+_Reply = int | list[int] | BaseException
 
 
 @dataclass(slots=True, kw_only=True)
 class _Pending:
-    key: str
-    increment: int
-    tolerance: int
+    keys: tuple[str, ...]
+    args: tuple[int, ...]  # (increment, tolerance) per key
     future: asyncio.Future[_Reply]
+    sha: str  # which script
 
 
 class RedisRateLimitStore(RateLimitStore):
@@ -100,16 +134,30 @@ class RedisRateLimitStore(RateLimitStore):
         return cls(client, prefix=prefix, max_batch=max_batch, owns_client=True)
 
     async def hit(self, key: str, limit: Limit, cost: int = 1) -> Decision:
-        increment, tolerance = bounds(limit, cost)
+        reply = await self._queue((key,), bounds(limit, cost), _SHA)
+        if not isinstance(reply, int):  # pragma: no cover - the script returns one integer
+            raise BackendUnavailable(f"Redis rate-limit store answered {reply!r}")
+        # a decision depends only on how far the TAT is ahead, so "now" can be 0 here
+        decision, _ = decide(reply, 0, limit, cost)
+        return decision
+
+    async def hit_all(self, buckets: Sequence[Bucket], cost: int = 1) -> tuple[Decision, ...]:
+        check_buckets(buckets)
+        args = tuple(n for bucket in buckets for n in bounds(bucket.limit, cost))
+        reply = await self._queue(tuple(bucket.key for bucket in buckets), args, _MULTI_SHA)
+        if not isinstance(reply, list) or len(reply) != len(buckets):
+            raise BackendUnavailable(f"Redis rate-limit store answered {reply!r}")
+        decisions, _ = decide_all(reply, 0, [bucket.limit for bucket in buckets], cost)
+        return decisions
+
+    async def _queue(self, keys: tuple[str, ...], args: tuple[int, ...], sha: str) -> _Reply:
+        """Queue one script call for this tick's pipeline and wait for its reply."""
         if self._closed:
             raise BackendUnavailable("The Redis rate-limit store is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Reply] = loop.create_future()
-        self._pending.append(
-            _Pending(
-                key=self._prefix + key, increment=increment, tolerance=tolerance, future=future
-            )
-        )
+        prefixed = tuple(self._prefix + key for key in keys)
+        self._pending.append(_Pending(keys=prefixed, args=args, future=future, sha=sha))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             # runs after every task already scheduled in this iteration has queued its hit
@@ -119,9 +167,7 @@ class RedisRateLimitStore(RateLimitStore):
             if isinstance(reply, RedisError | OSError):
                 raise BackendUnavailable(f"Redis rate-limit store failed: {reply}") from reply
             raise reply
-        # a decision depends only on how far the TAT is ahead, so "now" can be 0 here
-        decision, _ = decide(reply, 0, limit, cost)
-        return decision
+        return reply
 
     async def check(self) -> None:
         try:
@@ -164,7 +210,8 @@ class RedisRateLimitStore(RateLimitStore):
         raw = await self._pipeline(batch)
         missing = [i for i, reply in enumerate(raw) if isinstance(reply, NoScriptError)]
         if missing:
-            await self._client.script_load(_SCRIPT)
+            for sha in {batch[i].sha for i in missing}:
+                await self._client.script_load(_SCRIPTS[sha])
             again = await self._pipeline([batch[i] for i in missing])
             for i, reply in zip(missing, again, strict=True):
                 raw[i] = reply
@@ -173,10 +220,14 @@ class RedisRateLimitStore(RateLimitStore):
     async def _pipeline(self, batch: Sequence[_Pending]) -> list[Any]:
         async with self._client.pipeline(transaction=False) as pipe:
             for item in batch:
-                pipe.evalsha(_SHA, 1, item.key, item.increment, item.tolerance)
+                pipe.evalsha(item.sha, len(item.keys), *item.keys, *item.args)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
 
 def _parse(reply: Any) -> _Reply:
-    return reply if isinstance(reply, BaseException) else int(reply)
+    if isinstance(reply, BaseException):
+        return reply
+    if isinstance(reply, list):
+        return [int(lead) for lead in reply]
+    return int(reply)

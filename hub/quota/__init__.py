@@ -1,0 +1,1 @@
+"""Billing quotas: requests per application, product and UTC day, counted durably."""
