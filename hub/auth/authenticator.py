@@ -18,7 +18,12 @@ from collections.abc import Sequence
 
 from hub.auth.apikeys import ApiKeyVerifier
 from hub.auth.principal import Principal
-from hub.auth.session import SessionReader, session_cookie, session_principal
+from hub.auth.session import (
+    AffiliationReader,
+    SessionReader,
+    session_cookie,
+    session_principal,
+)
 from hub.auth.verify import TokenVerifier
 from hub.config.model import AuthSpec
 from hub.errors import InsufficientScope, InvalidToken, Unauthorized
@@ -38,7 +43,8 @@ class Authenticator:
 
     ``sessions`` reads login sessions by cookie value (``None``: routes accepting ``session``
     find no caller), ``session_cookie`` is the cookie's name, and ``issuer`` the hub's, which
-    vouches for session callers.
+    vouches for session callers; ``affiliations`` gives session callers their roles,
+    memberships and delegations (a token carries its own).
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class Authenticator:
         sessions: SessionReader | None = None,
         session_cookie: str = INSECURE_COOKIE_NAME,
         issuer: str = "",
+        affiliations: AffiliationReader | None = None,
     ) -> None:
         if sessions is not None and not issuer:
             raise ValueError("session callers need the hub's issuer")
@@ -57,6 +64,7 @@ class Authenticator:
         self._sessions = sessions
         self._session_cookie = session_cookie
         self._issuer = issuer
+        self._affiliations = affiliations
 
     async def authenticate(
         self, spec: AuthSpec, headers: Sequence[tuple[bytes, bytes]]
@@ -89,7 +97,9 @@ class Authenticator:
         elif "session" in spec.methods and self._sessions is not None:
             raw = session_cookie(headers, self._session_cookie)
             if raw is not None:
-                principal = await session_principal(self._sessions, raw, issuer=self._issuer)
+                principal = await session_principal(
+                    self._sessions, raw, issuer=self._issuer, affiliations=self._affiliations
+                )
         if principal is None:
             accepted = " or ".join(_NAMES[method] for method in spec.methods)
             raise Unauthorized(

@@ -4,6 +4,12 @@ The gateway strips every ``x-hub-*`` header a client sent, then adds ``X-Hub-Pri
 services verify it against the hub's JWKS and trust nothing else about the caller. The token is
 explicitly typed (``typ``) and signed with the hub's ``internal`` key and algorithm, so it can
 never pass as an access token at the gateway, nor an access token as an internal one.
+
+Besides who called (``sub``, ``kind``, ``client_id``, ``scope``, ``acr``), it says for which
+establishments: ``establishment`` and ``delegation`` (a client acting for an establishment),
+``roles``, ``memberships``, ``delegated_scopes`` and ``delegations``
+(:mod:`hub.auth.affiliations`), so a service can check that the establishment in a request
+is one the caller may act for.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any, Final
 
 import jwt
 
+from hub.auth.affiliations import Affiliations
 from hub.auth.principal import Kind, Principal, claim_scopes, claim_str, invalid_token
 from hub.auth.verify import peek, translate_jwt_error
 
@@ -88,13 +95,21 @@ class InternalTokenSigner:
             # who authenticated the subject: a subject is unique only within its issuer
             "idp": principal.issuer,
         }
-        for name, value in (
-            ("client_id", principal.client_id),
-            ("acr", principal.acr),
-            ("establishment", principal.establishment),
-        ):
+        for name, value in (("client_id", principal.client_id), ("acr", principal.acr)):
             if value is not None:
                 claims[name] = value
+        claims.update(
+            Affiliations(
+                establishment=principal.establishment,
+                delegation=principal.delegation,
+                roles=principal.roles,
+                memberships=principal.memberships,
+                delegated_scopes=principal.delegated_scopes,
+                delegations=principal.delegations,
+                registrations=principal.registrations,
+                national_id=principal.national_id,
+            ).claims()
+        )
         return jwt.encode(
             claims, key, algorithm=_ALGORITHM, headers={"kid": kid, "typ": INTERNAL_TYP}
         )
@@ -176,8 +191,8 @@ class InternalTokenVerifier:
             client_id=claim_str(claims, "client_id"),
             scopes=claim_scopes(claims),
             acr=claim_str(claims, "acr"),
-            establishment=claim_str(claims, "establishment"),
             token_id=claim_str(claims, "jti"),
             expires_at=float(exp),
+            **Affiliations.from_claims(claims).principal_fields(),
         )
         return principal, float(exp) + self._leeway

@@ -14,6 +14,7 @@ __all__ = [
     "Principal",
     "claim_scopes",
     "claim_str",
+    "claim_strings",
     "invalid_token",
 ]
 
@@ -27,6 +28,22 @@ class Principal:
     ``via_session`` marks a person who came with the hub's session cookie, i.e. a browser: such
     a request is held to the same-origin check on unsafe methods, and can be sent to sign in
     again when the route asks for a stronger ``acr``.
+
+    What the principal may do for establishments, all from the hub's own records (never from
+    another issuer's word):
+
+    - ``establishment`` and ``delegation``: the establishment a client acts for, and the
+      delegation it acts under (a delegated vendor token);
+    - ``roles``: staff roles (``platform_admin``, ``agency_officer``);
+    - ``memberships``: ``"<establishment id>:<role>"`` for each membership held (``owner``,
+      ``hr_officer``, ``employee``);
+    - ``delegated_scopes``: ``"<establishment id>:<scope>"`` for each scope an establishment
+      delegated to the principal (an HR officer's delegations, or the one a client acts under);
+    - ``delegations``: the ids of every delegation the credential rests on, so revoking one
+      refuses the credential;
+    - ``registrations``: ``"<establishment id>:<CR number>"`` for each establishment above, so a
+      service can tell which commercial registration an establishment id stands for;
+    - ``national_id``: a person's national or resident ID, from the hub's records.
     """
 
     subject: str
@@ -36,6 +53,13 @@ class Principal:
     scopes: frozenset[str] = frozenset()
     acr: str | None = None
     establishment: str | None = None
+    delegation: str | None = None
+    roles: frozenset[str] = frozenset()
+    memberships: frozenset[str] = frozenset()
+    delegated_scopes: frozenset[str] = frozenset()
+    delegations: frozenset[str] = frozenset()
+    registrations: frozenset[str] = frozenset()
+    national_id: str | None = None
     token_id: str | None = None
     expires_at: float | None = None
     via_session: bool = False
@@ -79,3 +103,13 @@ def claim_scopes(claims: Mapping[str, Any]) -> frozenset[str]:
     if isinstance(scp, list) and all(isinstance(item, str) for item in scp):
         return frozenset(scp)
     raise invalid_token("malformed claim: scp")
+
+
+def claim_strings(claims: Mapping[str, Any], name: str) -> frozenset[str]:
+    """The list-of-strings claim ``name`` as a set, empty when absent; malformed otherwise."""
+    value = claims.get(name)
+    if value is None:
+        return frozenset()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    raise invalid_token(f"malformed claim: {name}")

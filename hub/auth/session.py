@@ -11,10 +11,11 @@ from the hub's origin: ``Origin``, or failing that ``Referer``.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 from urllib.parse import urlsplit
 
+from hub.auth.affiliations import Affiliations
 from hub.auth.principal import Principal
 from hub.errors import CsrfOriginMismatch, Unauthorized
 from hub.identity.sessions import COOKIE_NAME, INSECURE_COOKIE_NAME, LoginSession
@@ -22,6 +23,7 @@ from hub.identity.sessions import COOKIE_NAME, INSECURE_COOKIE_NAME, LoginSessio
 __all__ = [
     "SAFE_METHODS",
     "SESSION_COOKIE_NAMES",
+    "AffiliationReader",
     "SessionReader",
     "check_same_origin",
     "origin_of",
@@ -45,6 +47,10 @@ class SessionReader(Protocol):
     """Reads a live login session by its cookie value (SessionManager satisfies this)."""
 
     async def get(self, raw: str | None) -> LoginSession | None: ...
+
+
+#: A person's roles, memberships and delegations by person id (a cached directory read).
+AffiliationReader = Callable[[str], Awaitable[Affiliations]]
 
 
 def _refused(detail: str) -> Unauthorized:
@@ -78,11 +84,22 @@ def session_cookie(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | N
     return text
 
 
-async def session_principal(sessions: SessionReader, raw: str, *, issuer: str) -> Principal:
-    """The person behind a session cookie value; 401 when the session is not live."""
+async def session_principal(
+    sessions: SessionReader,
+    raw: str,
+    *,
+    issuer: str,
+    affiliations: AffiliationReader | None = None,
+) -> Principal:
+    """The person behind a session cookie value; 401 when the session is not live.
+
+    With ``affiliations``, the principal carries the person's staff roles, memberships and
+    delegations as the directory reads them (cached briefly), not as they were at sign-in.
+    """
     session = await sessions.get(raw)
     if session is None:
         raise _refused("the session has expired, ended or is unknown; sign in again")
+    found = None if affiliations is None else await affiliations(session.person_id)
     # A session proves who the person is, and how strongly; it grants no OAuth scopes.
     return Principal(
         subject=session.person_id,
@@ -92,6 +109,7 @@ async def session_principal(sessions: SessionReader, raw: str, *, issuer: str) -
         token_id=session.sid,
         expires_at=session.expires_at,
         via_session=True,
+        **({} if found is None else found.principal_fields()),
     )
 
 

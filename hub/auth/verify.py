@@ -4,7 +4,8 @@ The unverified payload is read only to find which configured issuer the token cl
 which keys and which algorithm allowlist apply; pyjwt then checks the signature and every claim
 against that issuer's configuration. Verified tokens are cached by their exact string until
 they expire (revocation is re-checked on every hit), so a repeat caller costs a dict lookup
-instead of an RSA verification.
+instead of an RSA verification. A token resting on a delegation (a vendor acting for an
+establishment, an HR officer's) is refused as soon as that delegation is known to be revoked.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Final, Protocol
 
 import jwt
 
+from hub.auth.affiliations import NO_AFFILIATIONS, Affiliations
 from hub.auth.jwks import JwksCache
 from hub.auth.principal import Kind, Principal, claim_scopes, claim_str, invalid_token
 from hub.errors import InvalidToken
@@ -148,6 +150,7 @@ class TokenVerifier:
         local_keys: LocalKeys,
         jwks: JwksCache | None,
         is_revoked: Callable[[str], bool] = lambda jti: False,
+        delegation_revoked: Callable[[str], bool] = lambda delegation_id: False,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -165,6 +168,7 @@ class TokenVerifier:
         self._local_keys = local_keys
         self._jwks = jwks
         self._is_revoked = is_revoked
+        self._delegation_revoked = delegation_revoked
         self._cache_size = cache_size
         self._clock = clock
         # token -> (principal, until): ``until`` is exp + leeway, when pyjwt would refuse it
@@ -185,6 +189,9 @@ class TokenVerifier:
                 if jti is not None and self._is_revoked(jti):
                     del self._cache[token]
                     raise invalid_token("token revoked")
+                if principal.delegations and self._rests_on_revoked(principal):
+                    del self._cache[token]
+                    raise invalid_token("delegation revoked")
                 self._cache.move_to_end(token)
                 return principal
             del self._cache[token]
@@ -233,7 +240,12 @@ class TokenVerifier:
         principal = self._principal(claims, config, float(exp))
         if principal.token_id is not None and self._is_revoked(principal.token_id):
             raise invalid_token("token revoked")
+        if principal.delegations and self._rests_on_revoked(principal):
+            raise invalid_token("delegation revoked")
         return principal, float(exp) + config.leeway
+
+    def _rests_on_revoked(self, principal: Principal) -> bool:
+        return any(self._delegation_revoked(d) for d in principal.delegations)
 
     async def _key(self, config: IssuerConfig, kid: str) -> Any:
         if config.issuer == self._local_issuer:
@@ -251,7 +263,7 @@ class TokenVerifier:
             raise invalid_token("missing claim: sub")
         client_id = claim_str(claims, "client_id") or claim_str(claims, "azp")
         kind: Kind
-        establishment: str | None = None
+        affiliations = NO_AFFILIATIONS
         if config.issuer == self._local_issuer:
             claimed = claim_str(claims, "kind")
             if claimed == "client":
@@ -260,11 +272,11 @@ class TokenVerifier:
                 kind = "person"
             else:
                 raise invalid_token("malformed claim: kind")
-            establishment = claim_str(claims, "establishment")
+            affiliations = Affiliations.from_claims(claims)
             acr = claim_str(claims, "acr")
         else:
-            # kind and establishment are the hub's own claims: an external issuer's word on
-            # them is not taken (establishments and delegations are the hub's authority)
+            # kind, roles, establishments and delegations are the hub's own claims: an external
+            # issuer's word on them is not taken (the hub's records are the authority)
             kind = "client" if subject == client_id else "person"
             # Nor on the hub's own assurance levels: another issuer cannot vouch for a sign-in
             # at the hub, so its acr is kept only when it is not one of ours.
@@ -278,7 +290,7 @@ class TokenVerifier:
             client_id=client_id,
             scopes=claim_scopes(claims),
             acr=acr,
-            establishment=establishment,
             token_id=claim_str(claims, "jti"),
             expires_at=exp,
+            **affiliations.principal_fields(),
         )

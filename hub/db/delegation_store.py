@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Table, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import QueryableAttribute, aliased
 
@@ -274,6 +274,27 @@ class DelegationStore(Store):
 
         ``at`` defaults to now; earlier moments answer "what could it do then" for audits.
         """
+        statement = self._active(grantee, at).where(
+            DelegationRow.establishment_id == establishment_id
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+        return [_delegation(row) for row in rows]
+
+    async def held_by(self, grantee: str, *, at: datetime | None = None) -> list[Delegation]:
+        """Every delegation ``grantee`` holds at ``at`` (default now), from any establishment."""
+        async with self._read() as conn:
+            rows = (await conn.execute(self._active(grantee, at))).mappings().all()
+        return [_delegation(row) for row in rows]
+
+    async def revoked_since(self, moment: datetime) -> list[str]:
+        """Ids of the delegations revoked at or after ``moment`` (tokens resting on them die)."""
+        check_aware(moment, "moment")
+        statement = select(DelegationRow.id).where(DelegationRow.revoked_at >= moment)
+        async with self._read() as conn:
+            return list((await conn.execute(statement)).scalars().all())
+
+    def _active(self, grantee: str, at: datetime | None) -> Select[Any]:
         check_aware(at, "at")
         moment = self._clock() if at is None else at
         grantor = aliased(PersonRow)
@@ -281,7 +302,6 @@ class DelegationStore(Store):
             select(_DELEGATIONS)
             .join(grantor, grantor.id == DelegationRow.grantor_id)
             .where(
-                DelegationRow.establishment_id == establishment_id,
                 DelegationRow.valid_from <= moment,
                 DelegationRow.valid_until > moment,
                 or_(DelegationRow.revoked_at.is_(None), DelegationRow.revoked_at > moment),
@@ -291,16 +311,12 @@ class DelegationStore(Store):
         )
         if grantee.startswith(_PERSON_PREFIX):
             person = aliased(PersonRow)
-            statement = statement.join(person, person.id == DelegationRow.grantee_person_id).where(
+            return statement.join(person, person.id == DelegationRow.grantee_person_id).where(
                 person.id == grantee, _live(person.disabled_at, moment)
             )
-        else:
-            statement = statement.join(
-                OAuthClientRow, OAuthClientRow.client_id == DelegationRow.grantee_client_id
-            ).where(OAuthClientRow.client_id == grantee, _live(OAuthClientRow.disabled_at, moment))
-        async with self._read() as conn:
-            rows = (await conn.execute(statement)).mappings().all()
-        return [_delegation(row) for row in rows]
+        return statement.join(
+            OAuthClientRow, OAuthClientRow.client_id == DelegationRow.grantee_client_id
+        ).where(OAuthClientRow.client_id == grantee, _live(OAuthClientRow.disabled_at, moment))
 
     @staticmethod
     async def _check_officer(conn: AsyncConnection, establishment_id: str, person_id: str) -> None:

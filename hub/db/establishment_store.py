@@ -8,7 +8,7 @@ their office. Re-joining later does not revive them; the owner grants anew.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast, get_args
@@ -131,6 +131,18 @@ class EstablishmentStore(Store):
         async with self._read() as conn:
             row = (await conn.execute(statement)).mappings().first()
         return None if row is None else _establishment(row)
+
+    async def cr_numbers(self, establishment_ids: Iterable[str]) -> dict[str, str]:
+        """The CR number of each of these establishments the register holds."""
+        wanted = sorted(set(establishment_ids))
+        if not wanted:
+            return {}
+        statement = select(EstablishmentRow.id, EstablishmentRow.cr_number).where(
+            EstablishmentRow.id.in_(wanted)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(statement)).all()
+        return {row.id: row.cr_number for row in rows}
 
     async def add_member(
         self, establishment_id: str, person_id: str, role: MembershipRole

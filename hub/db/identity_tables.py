@@ -51,7 +51,7 @@ class SigningKeyRow(Base):
 
     __tablename__ = "signing_keys"
     __table_args__ = (
-        CheckConstraint("use IN ('access', 'internal')", name="use"),
+        CheckConstraint("use IN ('access', 'internal', 'signature')", name="use"),
         CheckConstraint("alg IN ('RS256', 'EdDSA')", name="alg"),
     )
 

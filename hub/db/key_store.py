@@ -1,4 +1,4 @@
-"""The hub's signing key pairs (access and internal tokens), as stored."""
+"""The hub's signing key pairs (access and internal tokens, document signatures), as stored."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from hub.errors import Conflict, NotFound
 
 __all__ = ["AlgName", "KeyStore", "KeyUse", "StoredKey"]
 
-KeyUse = Literal["access", "internal"]
+#: ``signature``: the hub's signatures of documents (``hub.signing``, employment contracts).
+KeyUse = Literal["access", "internal", "signature"]
 AlgName = Literal["RS256", "EdDSA"]
 
 # Serialises key writers on PostgreSQL, where an empty table offers no row to lock.

@@ -14,11 +14,13 @@ import anyio.from_thread
 import structlog
 from authlib.oauth2.rfc6749 import InvalidGrantError  # type: ignore[import-untyped]
 
+from hub.auth.affiliations import NO_AFFILIATIONS, Affiliations
 from hub.db.person_store import Person
 from hub.db.refresh_store import RefreshToken
 from hub.errors import InvalidGrant, ReuseDetected, ServiceUnavailable
 from hub.identity.client_auth import HubClient
 from hub.identity.codes import AuthorizationCode, AuthorizationCodes
+from hub.identity.directory import Directory
 from hub.identity.grants import PersonTokens, SignIn
 from hub.identity.tokens import TokenIssuer
 from hub.settings import Settings
@@ -38,6 +40,7 @@ class PersonGrantStores:
     stores: IdentityStores
     tokens: TokenIssuer
     codes: AuthorizationCodes | None
+    directory: Directory | None
 
     def _codes(self) -> AuthorizationCodes:
         if self.codes is None:
@@ -113,8 +116,15 @@ class PersonGrantStores:
         scopes: Sequence[str],
         refresh_scopes: Sequence[str] | None,
     ) -> PersonTokens:
-        """An access token for the person, and a refresh token when ``refresh_scopes`` is set."""
+        """An access token for the person, and a refresh token when ``refresh_scopes`` is set.
+
+        The access token carries the person's staff roles, memberships and delegations as they
+        are now (a refresh reads them again).
+        """
         person = sign_in.person
+        affiliations: Affiliations = NO_AFFILIATIONS
+        if self.directory is not None:
+            affiliations = anyio.from_thread.run(self.directory.person, person.id)
         access = self.tokens.issue(
             subject=person.id,
             client_id=client.client_id,
@@ -123,6 +133,7 @@ class PersonGrantStores:
             acr=sign_in.acr,
             auth_time=sign_in.auth_time,
             sid=sign_in.sid,
+            affiliations=affiliations,
         )
         raw: str | None = None
         family_id: str | None = None

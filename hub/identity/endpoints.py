@@ -33,6 +33,7 @@ from hub.identity.acr import ACR_LEVELS
 from hub.identity.authorize import AUTHORIZE_PATH, authorize
 from hub.identity.client_auth import ASSERTION_ALGORITHMS, CLIENT_AUTH_METHODS
 from hub.identity.codes import AuthorizationCodes
+from hub.identity.directory import Directory
 from hub.identity.grants import PKCE_METHOD
 from hub.identity.id_tokens import CLAIMS_SUPPORTED, OIDC_SCOPES
 from hub.identity.keys import KeyRing
@@ -125,12 +126,15 @@ def _server(request: Request[Any, Any, Any]) -> HubAuthorizationServer:
     identity: IdentityStores = _state(request, "identity")
     state: State = request.app.state
     ephemeral: EphemeralStore | None = getattr(state.get("runtime"), "ephemeral", None)
+    # Optional: without it person tokens carry no roles and no client acts for an establishment.
+    directory: Directory | None = state.get("directory")
     server = state.get(_SERVER_STATE_KEY)
     if (
         isinstance(server, HubAuthorizationServer)
         and server.settings is settings
         and server.stores is identity
         and server.tokens.keyring is keyring
+        and server.directory is directory
         and (None if server.codes is None else server.codes.store) is ephemeral
     ):
         return server
@@ -141,7 +145,11 @@ def _server(request: Request[Any, Any, Any]) -> HubAuthorizationServer:
         else AuthorizationCodes(ephemeral, lifetime=settings.auth_code_seconds)
     )
     server = HubAuthorizationServer(
-        settings=settings, stores=identity, tokens=TokenIssuer(keyring, settings), codes=codes
+        settings=settings,
+        stores=identity,
+        tokens=TokenIssuer(keyring, settings),
+        codes=codes,
+        directory=directory,
     )
     state[_SERVER_STATE_KEY] = server
     return server

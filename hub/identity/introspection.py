@@ -52,7 +52,11 @@ class AccessTokenRecord(TokenMixin):  # type: ignore[misc]
         return self.claims.exp <= time.time()
 
     def is_revoked(self) -> bool:
-        return self._server.is_revoked(self.claims.jti)
+        claims = self.claims
+        if self._server.is_revoked(claims.jti):
+            return True
+        # A token resting on a delegation revoked since it was issued is no longer active.
+        return self._server.delegation_revoked_since(claims.affiliations.delegations, claims.iat)
 
     def get_user(self) -> None:
         return None
@@ -75,6 +79,7 @@ class AccessTokenRecord(TokenMixin):  # type: ignore[misc]
             body["acr"] = claims.acr
         if claims.auth_time is not None:
             body["auth_time"] = claims.auth_time
+        body.update(claims.affiliations.claims())  # establishment, delegation, roles, …
         return body
 
 

@@ -8,6 +8,10 @@ activates ``key_publish_seconds`` after it is created (longer than relying parti
 JWKS), the key it replaces retires at that same instant, and a retired key stays in the JWKS
 for the longest token lifetime after it retired.
 
+A third use, ``signature`` (EdDSA), signs documents (:mod:`hub.signing`: a contract's hash,
+who signed it and when). A signature must verify long after it was made, so a retired
+signature key stays in the JWKS for good; it only stops signing.
+
 Known limitation: private keys are stored in the database as unencrypted PKCS#8 PEM. Anyone
 who can read the ``signing_keys`` table can mint tokens; wrapping them with a KMS or a
 ``HUB_KEY_ENCRYPTION_KEY`` is planned.
@@ -43,8 +47,14 @@ PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 #: The algorithm each use signs with.
-KEY_ALGORITHMS: dict[KeyUse, AlgName] = {"access": "RS256", "internal": "EdDSA"}
-_USES: tuple[KeyUse, ...] = ("access", "internal")
+KEY_ALGORITHMS: dict[KeyUse, AlgName] = {
+    "access": "RS256",
+    "internal": "EdDSA",
+    "signature": "EdDSA",
+}
+_USES: tuple[KeyUse, ...] = ("access", "internal", "signature")
+#: Uses whose keys stay published after they retire: what they signed is checked for years.
+_KEPT_PUBLISHED: frozenset[KeyUse] = frozenset({"signature"})
 _RSA_BITS = 2048
 
 
@@ -187,7 +197,11 @@ class KeyRing:
     def _published(self, now: datetime) -> Iterable[_Loaded]:
         for entry in self._loaded:
             retired = entry.stored.retired_at
-            if retired is None or now < retired + self._retention:
+            if (
+                retired is None
+                or now < retired + self._retention
+                or entry.stored.use in _KEPT_PUBLISHED
+            ):
                 yield entry
 
     def _replace(self, keys: Iterable[StoredKey]) -> None:

@@ -30,10 +30,8 @@ import structlog
 from authlib.common.security import is_secure_transport  # type: ignore[import-untyped]
 from authlib.oauth2.rfc6749 import (  # type: ignore[import-untyped]
     AuthorizationServer,
-    ClientCredentialsGrant,
     InvalidClientError,
     InvalidRequestError,
-    InvalidScopeError,
     OAuth2Error,
     OAuth2Request,
 )
@@ -41,6 +39,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload  # type: ignore[i
 from litestar import Response
 from litestar.enums import MediaType
 
+from hub.auth.affiliations import NO_AFFILIATIONS, Affiliations
 from hub.db.consent_store import ConsentStore
 from hub.db.identity_store import AssertionLedger, ClientStore, RevocationStore
 from hub.db.person_store import PersonStore
@@ -48,13 +47,14 @@ from hub.db.refresh_store import RefreshTokenStore
 from hub.errors import ConfigError, InvalidToken
 from hub.identity._grant_stores import PersonGrantStores
 from hub.identity.client_auth import (
-    CLIENT_AUTH_METHODS,
     HubClient,
     PrivateKeyJWT,
     client_secret_basic,
     parse_scope,
 )
 from hub.identity.codes import AuthorizationCodes
+from hub.identity.delegated import ClientCredentialsGrant
+from hub.identity.directory import Directory
 from hub.identity.grants import (
     AuthorizationCodeGrant,
     IdTokenExtension,
@@ -177,18 +177,6 @@ class _Request(OAuth2Request):  # type: ignore[misc]
         return {}
 
 
-class _ClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = list(CLIENT_AUTH_METHODS)
-
-    def validate_requested_scope(self) -> None:
-        requested = parse_scope(self.request.payload.scope)
-        allowed = self.request.client.record.scopes
-        refused = [name for name in requested if name not in allowed]
-        if refused:
-            # Scope names were checked to hold no quote or backslash: safe to name them.
-            raise InvalidScopeError(f"the client may not request: {' '.join(refused)}")
-
-
 class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: ignore[misc]
     """authlib's authorization server for the hub's grants, on Litestar.
 
@@ -196,7 +184,9 @@ class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: i
     :meth:`revocation_response`) from the event loop; authlib's own synchronous methods run in
     a worker thread, where the hooks reach the stores through ``anyio.from_thread``.
     ``codes`` is where the authorization endpoint keeps its codes; without it the
-    authorization code grant answers 503.
+    authorization code grant answers 503. ``directory`` reads people's roles and clients'
+    delegations; without it person tokens carry none and no client can act for an
+    establishment.
     """
 
     def __init__(
@@ -206,6 +196,7 @@ class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: i
         stores: IdentityStores,
         tokens: TokenIssuer,
         codes: AuthorizationCodes | None = None,
+        directory: Directory | None = None,
         introspection_scope: str = INTROSPECTION_SCOPE,
     ) -> None:
         if not is_secure_transport(settings.issuer + TOKEN_PATH):
@@ -216,6 +207,7 @@ class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: i
         self.stores = stores
         self.tokens = tokens
         self.codes = codes
+        self.directory = directory
         self.id_tokens = IdTokens(tokens.keyring, settings)
         self.introspection_scope = introspection_scope
         self.token_endpoint = settings.issuer + TOKEN_PATH
@@ -228,7 +220,7 @@ class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: i
         )
         self.register_grant(AuthorizationCodeGrant, [PkceS256(required=True), IdTokenExtension()])
         self.register_grant(RefreshTokenGrant, [IdTokenExtension()])
-        self.register_grant(_ClientCredentialsGrant)
+        self.register_grant(ClientCredentialsGrant)
         self.register_token_generator("default", self._generate_token)
         self.register_endpoint(Introspection)
         self.register_endpoint(Revocation)
@@ -294,6 +286,14 @@ class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: i
         revoked: bool = anyio.from_thread.run(self.stores.revocations.is_revoked, jti)
         return revoked
 
+    def delegation_revoked_since(self, delegations: frozenset[str], issued_at: int) -> bool:
+        """Whether one of ``delegations`` was revoked at or after ``issued_at`` (epoch)."""
+        if not delegations or self.directory is None:
+            return False
+        since = datetime.fromtimestamp(issued_at, UTC)
+        revoked: list[str] = anyio.from_thread.run(self.directory.revoked_delegations, since)
+        return not delegations.isdisjoint(revoked)
+
     def revoke(self, claims: AccessClaims) -> None:
         until = datetime.fromtimestamp(claims.exp, UTC)
         anyio.from_thread.run(self.stores.revocations.revoke, claims.jti, until)
@@ -324,16 +324,31 @@ class HubAuthorizationServer(PersonGrantStores, AuthorizationServer):  # type: i
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
-        scopes = parse_scope(scope) or client.record.scopes
+        # authlib's default generator: every grant of the hub mints its own tokens instead.
+        return self.client_token(client=client, scopes=parse_scope(scope) or client.record.scopes)
+
+    def client_token(
+        self,
+        *,
+        client: HubClient,
+        scopes: Sequence[str],
+        affiliations: Affiliations = NO_AFFILIATIONS,
+    ) -> dict[str, Any]:
+        """A client credentials token response; ``affiliations`` when it acts for someone."""
         issued = self.tokens.issue(
-            subject=client.client_id, client_id=client.client_id, scopes=scopes
+            subject=client.client_id,
+            client_id=client.client_id,
+            scopes=scopes,
+            affiliations=affiliations,
         )
         log.info(
             "access token issued",
             client_id=client.client_id,
-            grant_type=grant_type,
+            grant_type="client_credentials",
             jti=issued.claims.jti,
             scope=issued.claims.scope,
+            establishment=affiliations.establishment,
+            delegation=affiliations.delegation,
         )
         return {
             "access_token": issued.token,

@@ -3,8 +3,10 @@
 An access token is an RS256 JWT whose header names the signing key (``kid``) and whose claims
 are ``iss``, ``sub``, ``aud``, ``iat``, ``nbf``, ``exp``, ``jti``, ``scope`` (space separated),
 ``client_id`` and ``kind``; a token a person's sign-in produced (``kind`` ``person``) adds ``acr``,
-``auth_time`` and ``sid``. Nothing is stored when a token is minted: it carries everything a
-verifier needs, and revocation is recorded by ``jti``.
+``auth_time`` and ``sid``, and the person's staff roles, memberships and delegations; a vendor's
+token acting for an establishment adds ``establishment``, ``delegation`` and
+``delegated_scopes`` (:mod:`hub.auth.affiliations`). Nothing is stored when a token is minted:
+it carries everything a verifier needs, and revocation is recorded by ``jti``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Final
 
 import jwt
 
+from hub.auth.affiliations import NO_AFFILIATIONS, Affiliations
 from hub.errors import InvalidToken
 from hub.identity.keys import KeyRing
 from hub.settings import Settings
@@ -52,6 +55,8 @@ class AccessClaims:
     acr: str | None = None
     auth_time: int | None = None
     sid: str | None = None
+    #: Establishment, delegation, staff roles, memberships, delegated scopes.
+    affiliations: Affiliations = NO_AFFILIATIONS
 
     @property
     def scope(self) -> str:
@@ -74,6 +79,7 @@ class AccessClaims:
         }
         optional = {"acr": self.acr, "auth_time": self.auth_time, "sid": self.sid}
         claims.update({name: value for name, value in optional.items() if value is not None})
+        claims.update(self.affiliations.claims())
         return claims
 
 
@@ -134,6 +140,7 @@ class TokenIssuer:
         acr: str | None = None,
         auth_time: int | None = None,
         sid: str | None = None,
+        affiliations: Affiliations = NO_AFFILIATIONS,
     ) -> IssuedToken:
         """Sign an access token for ``subject``, valid ``settings.access_token_seconds``."""
         kid, private_key, alg = self._keyring.signing_key("access")
@@ -152,6 +159,7 @@ class TokenIssuer:
             acr=acr,
             auth_time=auth_time,
             sid=sid,
+            affiliations=affiliations,
         )
         token = jwt.encode(claims.as_claims(), private_key, algorithm=alg, headers={"kid": kid})
         return IssuedToken(token=token, claims=claims)
@@ -196,6 +204,7 @@ class TokenIssuer:
         scope = payload.get("scope", "")
         if not isinstance(scope, str):
             raise InvalidToken("claim scope must be a string")
+        affiliations = Affiliations.from_claims(payload)  # InvalidToken when malformed
         return AccessClaims(
             iss=_str_claim(payload, "iss"),
             sub=_str_claim(payload, "sub"),
@@ -210,4 +219,5 @@ class TokenIssuer:
             acr=_optional_str(payload, "acr"),
             auth_time=None if "auth_time" not in payload else _int_claim(payload, "auth_time"),
             sid=_optional_str(payload, "sid"),
+            affiliations=affiliations,
         )

@@ -3,7 +3,8 @@
 Login sessions, pending authorization requests, authorization codes and half-finished logins
 live here: each has a lifetime of minutes to hours, and losing them all costs people a sign-in,
 never data. In-process by default, Redis in production. Keys are chosen by the callers (with a
-namespace such as ``session:``); values are JSON objects.
+namespace such as ``session:``); values are JSON objects. A key may instead hold a capped list
+of JSON objects (:meth:`EphemeralStore.append`), newest last: the request sample uses one.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ class EphemeralStore(ABC):
     @abstractmethod
     async def touch(self, key: str, ttl: float) -> bool:
         """Give ``key`` a new lifetime of ``ttl`` seconds; ``False`` when it is gone."""
+
+    @abstractmethod
+    async def append(self, key: str, items: list[dict[str, Any]], *, cap: int, ttl: float) -> None:
+        """Add ``items`` to the list at ``key``, keep its newest ``cap``, renew it for ``ttl``."""
+
+    @abstractmethod
+    async def items(self, key: str) -> list[dict[str, Any]]:
+        """The list under ``key``, oldest first (empty when absent or expired)."""
 
     @abstractmethod
     async def check(self) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +23,8 @@ class MemoryEphemeralStore(EphemeralStore):
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._data: dict[str, tuple[float, dict[str, Any]]] = {}
+        # Lists hold JSON text, as Redis does: compact, and a reader never shares an object.
+        self._lists: dict[str, tuple[float, deque[str]]] = {}
         self._writes = 0
 
     async def put(self, key: str, value: dict[str, Any], ttl: float) -> None:
@@ -50,6 +54,7 @@ class MemoryEphemeralStore(EphemeralStore):
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
+        self._lists.pop(key, None)
 
     async def touch(self, key: str, ttl: float) -> bool:
         value = self._live(key)
@@ -58,11 +63,29 @@ class MemoryEphemeralStore(EphemeralStore):
         self._data[key] = (self._clock() + ttl, value)
         return True
 
+    async def append(self, key: str, items: list[dict[str, Any]], *, cap: int, ttl: float) -> None:
+        entry = self._lists.get(key)
+        values: deque[str] = deque(maxlen=max(1, cap))
+        if entry is not None and entry[0] > self._clock():
+            values.extend(entry[1])
+        values.extend(json.dumps(item, separators=(",", ":")) for item in items)
+        self._lists[key] = (self._clock() + ttl, values)
+
+    async def items(self, key: str) -> list[dict[str, Any]]:
+        entry = self._lists.get(key)
+        if entry is None:
+            return []
+        if entry[0] <= self._clock():
+            del self._lists[key]
+            return []
+        return [json.loads(text) for text in entry[1]]
+
     async def check(self) -> None:
         return None
 
     async def aclose(self) -> None:
         self._data.clear()
+        self._lists.clear()
 
     def __len__(self) -> int:
         return len(self._data)

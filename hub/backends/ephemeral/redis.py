@@ -2,7 +2,8 @@
 
 Every operation is a single Redis command (``SET PX``, ``SET NX PX``, ``GETDEL``, ``PEXPIRE``),
 so each is atomic on its key without scripts: of many concurrent ``take`` calls exactly one
-gets the value. Keys are ``hub:eph:<key>``; values are JSON text.
+gets the value. Keys are ``hub:eph:<key>``; values are JSON text. A capped list is one
+``RPUSH`` + ``LTRIM`` + ``PEXPIRE`` transaction (one round trip) per batch, read with ``LRANGE``.
 """
 
 from __future__ import annotations
@@ -119,6 +120,28 @@ class RedisEphemeralStore(EphemeralStore):
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: cannot renew an ephemeral record: {exc}") from exc
         return bool(renewed)
+
+    async def append(self, key: str, items: list[dict[str, Any]], *, cap: int, ttl: float) -> None:
+        if not items:
+            return
+        name = self._prefix + key
+        values = [json.dumps(item, separators=(",", ":")) for item in items[-max(1, cap) :]]
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.rpush(name, *values)
+                pipe.ltrim(name, -max(1, cap), -1)
+                pipe.pexpire(name, _ms(ttl))
+                await pipe.execute()
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: cannot append to an ephemeral list: {exc}") from exc
+
+    async def items(self, key: str) -> list[dict[str, Any]]:
+        try:
+            raw = await self._client.lrange(self._prefix + key, 0, -1)
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: cannot read an ephemeral list: {exc}") from exc
+        found = (_decode(item) for item in raw)
+        return [item for item in found if item is not None]
 
     async def check(self) -> None:
         try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Sequence
 
 import aio_pika
 import structlog
@@ -30,10 +31,16 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelNotFoundEntity
 
-from hub.backends.events.base import DEFAULT_MAX_RETRIES, Event, EventBus, EventHandler
-from hub.errors import BackendUnavailable
+from hub.backends.events.base import (
+    DEFAULT_MAX_RETRIES,
+    DeadLetter,
+    Event,
+    EventBus,
+    EventHandler,
+)
+from hub.errors import BackendUnavailable, HubError
 
 __all__ = ["DEFAULT_DEAD_LETTER_EXCHANGE", "DEFAULT_EXCHANGE", "AmqpEventBus"]
 
@@ -114,6 +121,27 @@ class AmqpEventBus(EventBus):
         except _FAILURES as exc:
             raise BackendUnavailable(f"amqp: cannot publish {event.type}: {exc!r}") from exc
 
+    async def publish_many(self, events: Sequence[Event]) -> list[HubError | None]:
+        """Send every message, then await their confirms together (one wait, not one each)."""
+        if not events:
+            return []
+        try:
+            self._require_exchange()
+        except BackendUnavailable as exc:
+            return [exc] * len(events)
+        results = await asyncio.gather(
+            *(self.publish(event) for event in events), return_exceptions=True
+        )
+        outcomes: list[HubError | None] = []
+        for result in results:
+            if isinstance(result, HubError):
+                outcomes.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outcomes.append(None)
+        return outcomes
+
     async def subscribe(self, queue: str, pattern: str, handler: EventHandler) -> None:
         if self._connector is None:
             raise BackendUnavailable("event bus is not running")
@@ -153,6 +181,71 @@ class AmqpEventBus(EventBus):
         if connection is not None:
             with contextlib.suppress(*_FAILURES):
                 await connection.close()
+
+    async def dead_letters(self, queue: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        """Read ``<queue>.dead`` without taking anything: unacked, the messages stay there."""
+        if queue is None:
+            raise ValueError("name the queue: RabbitMQ lists one queue's dead letters at a time")
+        found: list[DeadLetter] = []
+        try:
+            async with asyncio.timeout(self._operation_timeout):
+                channel = await self._require_connection().channel()
+                try:
+                    dead = await channel.get_queue(f"{queue}.dead", ensure=True)
+                    while len(found) < limit:
+                        message = await dead.get(fail=False)
+                        if message is None:
+                            break
+                        letter = _dead_letter(queue, message)
+                        if letter is not None:
+                            found.append(letter)
+                finally:
+                    # Closing the channel returns every unacked message to the queue.
+                    with contextlib.suppress(*_FAILURES):
+                        await channel.close()
+        except ChannelNotFoundEntity:
+            return []  # no such queue: nothing was ever dead-lettered there
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"amqp: cannot read {queue}.dead: {exc!r}") from exc
+        return found
+
+    async def replay(self, queue: str, event_ids: list[str] | None = None) -> int:
+        """Move dead letters back to ``queue`` itself (not to every queue of the event type)."""
+        moved = 0
+        try:
+            async with asyncio.timeout(self._operation_timeout * 4):
+                channel = await self._require_connection().channel(publisher_confirms=True)
+                try:
+                    dead = await channel.get_queue(f"{queue}.dead", ensure=True)
+                    while (message := await dead.get(fail=False)) is not None:
+                        if event_ids is not None and message.message_id not in event_ids:
+                            continue  # left unacked: back in the dead queue on close
+                        await channel.default_exchange.publish(
+                            aio_pika.Message(
+                                body=message.body,
+                                content_type=message.content_type,
+                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                message_id=message.message_id,
+                                type=message.type,
+                                timestamp=message.timestamp,
+                            ),
+                            routing_key=queue,
+                        )
+                        await message.ack()
+                        moved += 1
+                finally:
+                    with contextlib.suppress(*_FAILURES):
+                        await channel.close()
+        except ChannelNotFoundEntity:
+            return 0
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"amqp: cannot replay {queue}.dead: {exc!r}") from exc
+        return moved
+
+    def _require_connection(self) -> AbstractRobustConnection:
+        if self._connection is None or not self._ready.is_set():
+            raise BackendUnavailable(f"amqp: not connected: {self._last_error}")
+        return self._connection
 
     def _require_exchange(self) -> AbstractExchange:
         if self._exchange is None or not self._ready.is_set():
@@ -269,10 +362,30 @@ class AmqpEventBus(EventBus):
                 error=repr(exc),
             )
             if self.retry_delay:
-                await asyncio.sleep(self.retry_delay)
+                # Exponential: the broker's delivery count says how many tries came before.
+                count = message.headers.get("x-delivery-count", 0)
+                tries = count if isinstance(count, int) else 0
+                await asyncio.sleep(self.retry_delay * 2 ** min(tries, 10))
             # Unacked messages come back after a reconnect anyway, so a failed nack is harmless.
             with contextlib.suppress(*_FAILURES):
                 await message.nack(requeue=True)
             return
         with contextlib.suppress(*_FAILURES):
             await message.ack()
+
+
+def _dead_letter(queue: str, message: AbstractIncomingMessage) -> DeadLetter | None:
+    try:
+        event = Event.decode(message.body)
+    except ValueError:
+        logger.warning("events.undecodable_dead_letter", queue=queue)
+        return None
+    deaths = message.headers.get("x-death")
+    reason, count = "dead-lettered", 0
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        reason = str(deaths[0].get("reason", reason))
+        raw = deaths[0].get("count", 0)
+        count = raw if isinstance(raw, int) else 0
+    delivered = message.headers.get("x-delivery-count")
+    attempts = delivered + 1 if isinstance(delivered, int) else count
+    return DeadLetter(queue=queue, event=event, error=reason, attempts=attempts)

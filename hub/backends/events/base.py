@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
+
+from hub.errors import BackendUnavailable, HubError
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
+    "DeadLetter",
     "Event",
     "EventBus",
     "EventHandler",
@@ -84,6 +87,17 @@ class Event:
 EventHandler = Callable[[Event], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """An event whose handler kept failing, kept for inspection and replay."""
+
+    queue: str
+    event: Event
+    error: str
+    attempts: int = 0
+    dead_at: datetime | None = None
+
+
 def topic_matches(pattern: str, routing_key: str) -> bool:
     """AMQP topic matching: ``*`` is exactly one word, ``#`` zero or more words."""
     return _match(pattern.split("."), routing_key.split("."))
@@ -111,6 +125,36 @@ class EventBus(ABC):
     async def publish(self, event: Event) -> None:
         """Publish durably; raises ``BackendUnavailable`` when the event was not accepted."""
 
+    #: ``True`` when :meth:`publish_many` is all or nothing and keeps the events' order (one
+    #: database transaction): a relay may then hand it a whole batch, several events of a key
+    #: included. Otherwise a relay passes at most one event per key to each call.
+    atomic_batches: ClassVar[bool] = False
+
+    async def publish_many(self, events: Sequence[Event]) -> list[HubError | None]:
+        """Publish independent events together; one outcome per event (``None``: accepted).
+
+        Buses override this to pipeline (AMQP: every publish sent, the confirms awaited
+        together) or to write them in one transaction (the database bus). This default
+        publishes one at a time and stops trying once the bus is unavailable: the rest get
+        that error without a round trip each.
+        """
+        outcomes: list[HubError | None] = []
+        refusal: BackendUnavailable | None = None
+        for event in events:
+            if refusal is not None:
+                outcomes.append(refusal)
+                continue
+            try:
+                await self.publish(event)
+            except BackendUnavailable as exc:
+                refusal = exc
+                outcomes.append(exc)
+            except HubError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
+
     @abstractmethod
     async def subscribe(self, queue: str, pattern: str, handler: EventHandler) -> None:
         """Bind ``queue`` to ``pattern`` (declaring it) and run ``handler`` for its events."""
@@ -122,3 +166,11 @@ class EventBus(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Stop consuming and release connections."""
+
+    async def dead_letters(self, queue: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        """The dead-lettered events of ``queue`` (every queue this bus knows when ``None``)."""
+        raise NotImplementedError
+
+    async def replay(self, queue: str, event_ids: list[str] | None = None) -> int:
+        """Put dead letters of ``queue`` back on it (all, or those ids); how many moved."""
+        raise NotImplementedError

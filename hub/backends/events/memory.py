@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import structlog
 
 from hub.backends.events.base import (
     DEFAULT_MAX_RETRIES,
+    DeadLetter,
     Event,
     EventBus,
     EventHandler,
@@ -20,15 +21,6 @@ from hub.errors import BackendUnavailable
 __all__ = ["DeadLetter", "MemoryEventBus"]
 
 logger = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeadLetter:
-    """An event whose handler kept failing, kept for inspection."""
-
-    queue: str
-    event: Event
-    error: str
 
 
 class _Queue:
@@ -46,7 +38,7 @@ class MemoryEventBus(EventBus):
             raise ValueError("max_retries must not be negative")
         self.max_retries = max_retries
         self.retry_delay = retry_delay
-        self.dead_letters: list[DeadLetter] = []
+        self.dead_letters_kept: list[DeadLetter] = []
         self._queues: dict[str, _Queue] = {}
         self._consumers: set[asyncio.Task[None]] = set()
         self._running = False
@@ -85,6 +77,25 @@ class MemoryEventBus(EventBus):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def dead_letters(self, queue: str | None = None, *, limit: int = 100) -> list[DeadLetter]:
+        found = [d for d in self.dead_letters_kept if queue is None or d.queue == queue]
+        return found[:limit]
+
+    async def replay(self, queue: str, event_ids: list[str] | None = None) -> int:
+        self._require_running()
+        target = self._queues.get(queue)
+        chosen = [
+            d
+            for d in self.dead_letters_kept
+            if d.queue == queue and (event_ids is None or d.event.id in event_ids)
+        ]
+        if target is None:
+            return 0
+        for dead in chosen:
+            self.dead_letters_kept.remove(dead)
+            target.items.put_nowait(dead.event)
+        return len(chosen)
+
     def _require_running(self) -> None:
         if not self._running:
             raise BackendUnavailable("event bus is not running")
@@ -107,8 +118,14 @@ class MemoryEventBus(EventBus):
                         error=repr(exc),
                     )
                     if attempt == self.max_retries:
-                        self.dead_letters.append(
-                            DeadLetter(queue=queue.name, event=event, error=repr(exc))
+                        self.dead_letters_kept.append(
+                            DeadLetter(
+                                queue=queue.name,
+                                event=event,
+                                error=repr(exc),
+                                attempts=attempt + 1,
+                                dead_at=datetime.now(UTC),
+                            )
                         )
                     elif self.retry_delay:
-                        await asyncio.sleep(self.retry_delay)
+                        await asyncio.sleep(self.retry_delay * 2**attempt)

@@ -36,6 +36,12 @@ class MemoryConfigNotifier(ConfigNotifier):
         for member in list(self._channel.members):
             member._deliver(version)
 
+    async def publish_signal(self, name: str) -> None:
+        if not self._running:
+            raise BackendUnavailable("config notifier is not running")
+        for member in list(self._channel.members):
+            member._deliver(name)
+
     async def check(self) -> None:
         if not self._running:
             raise BackendUnavailable("config notifier is not running")

@@ -3,7 +3,8 @@
 Pub/sub is fire-and-forget, so a replica that was disconnected may have missed an announcement.
 The listener therefore treats every subscription confirmation after the first as a reconnection
 and calls the callbacks with :data:`~hub.backends.notifier.base.RESYNC`, whether the reconnection
-was redis-py's own retry or this module's backoff loop.
+was redis-py's own retry or this module's backoff loop. A version travels as its number, a
+signal as ``signal:<name>``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hub.errors import BackendUnavailable
 __all__ = ["DEFAULT_CHANNEL", "RedisConfigNotifier"]
 
 DEFAULT_CHANNEL = "hub:config"
+_SIGNAL = "signal:"
 
 logger = structlog.get_logger(__name__)
 
@@ -91,6 +93,14 @@ class RedisConfigNotifier(ConfigNotifier):
         except _FAILURES as exc:
             raise BackendUnavailable(f"redis: cannot publish config version: {exc}") from exc
 
+    async def publish_signal(self, name: str) -> None:
+        client = self._require_client()
+        try:
+            async with asyncio.timeout(self._operation_timeout):
+                await client.publish(self._channel, _SIGNAL + name)
+        except _FAILURES as exc:
+            raise BackendUnavailable(f"redis: cannot publish signal {name!r}: {exc}") from exc
+
     async def check(self) -> None:
         client = self._require_client()
         try:
@@ -157,8 +167,12 @@ class RedisConfigNotifier(ConfigNotifier):
         if kind != "message":
             return
         data = message.get("data")
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        if text.startswith(_SIGNAL) and len(text) > len(_SIGNAL):
+            self._deliver(text[len(_SIGNAL) :])
+            return
         try:
-            version = int(data.decode() if isinstance(data, bytes) else str(data))
+            version = int(text)
         except ValueError:
             logger.warning("config_notifier.bad_message", channel=self._channel, data=repr(data))
             return

@@ -12,8 +12,16 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import hub.db.audit_tables
+import hub.db.callback_tables
+import hub.db.payment_tables
 import hub.db.people_tables  # noqa: F401 - registers the people tables on Base
-from hub.db import identity_tables  # noqa: F401 - registers the identity tables on Base
+from hub.db import (  # noqa: F401 - register their tables on Base
+    event_tables,
+    identity_tables,
+    plans_tables,
+    webhook_tables,
+)
 from hub.db.engine import create_engine
 from hub.db.models import Base
 

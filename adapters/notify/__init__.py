@@ -1,0 +1,1 @@
+"""Notification providers: SMS and e-mail, with delivery receipts by signed callback."""

@@ -1,0 +1,1 @@
+"""Adapters to the public registrars: civil, commercial and education registries."""

@@ -1,0 +1,1 @@
+"""What every sandbox system shares: faults, the ``/_sandbox`` surface, signed callbacks, CLI."""

@@ -1,0 +1,1 @@
+"""What the sandbox SMS and e-mail providers share: the API, faults and signed receipts."""

@@ -1,0 +1,1 @@
+"""The sandbox vendor webhook receiver: verifies Standard Webhooks signatures, records, fails."""

@@ -1,0 +1,1 @@
+"""The hub side of adapters: plugins, the resilience path, registrar reads, purposes."""

@@ -1,0 +1,1 @@
+"""Callbacks from notification providers: signed delivery receipts turned into outbox events."""

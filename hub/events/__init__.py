@@ -1,0 +1,1 @@
+"""Domain events kept safe: the transactional outbox, its relay and idempotent consumers."""

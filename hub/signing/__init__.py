@@ -1,0 +1,1 @@
+"""Hub-signed document signatures: the hub vouches for who signed which document hash, when."""

@@ -1,0 +1,1 @@
+"""Outbound vendor webhooks: subscriptions, Standard Webhooks signing, delivery with retries."""
