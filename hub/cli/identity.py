@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -17,6 +17,7 @@ from hub.db.identity_store import (
     ClientStore,
     ClientType,
     KeyStore,
+    KeyUse,
     OAuthClient,
 )
 from hub.identity.keys import rotate_keys
@@ -224,14 +225,17 @@ def apikeys_rotate(key_id: str) -> None:
 
 @keys_app.command("rotate")
 def keys_rotate(
-    use: Annotated[str, typer.Option(help="access (RS256) or internal (EdDSA)")] = "access",
+    use: Annotated[
+        str, typer.Option(help="access (RS256), internal or signature (EdDSA)")
+    ] = "access",
 ) -> None:
     """Create the next signing key: published now, signing after HUB_KEY_PUBLISH_SECONDS."""
-    if use not in ("access", "internal"):
-        typer.echo("error: --use is access or internal", err=True)
+    uses: dict[str, KeyUse] = {"access": "access", "internal": "internal", "signature": "signature"}
+    if use not in uses:
+        typer.echo("error: --use is access, internal or signature", err=True)
         raise typer.Exit(2)
     settings = settings_or_exit()
-    key_use: Literal["access", "internal"] = "internal" if use == "internal" else "access"
+    key_use = uses[use]
     key = run_on_database(lambda engine: rotate_keys(engine, settings, key_use))
     typer.echo(
         f"new {use} key {key.kid} ({key.alg}) signs from {key.activates_at:%Y-%m-%d %H:%M:%S} UTC"

@@ -1,0 +1,1 @@
+"""The qualification certificates service (README "Qualification certificates")."""

@@ -1,0 +1,1 @@
+"""The notification service: templates, channels by preference, receipts, the inbox."""

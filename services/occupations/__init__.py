@@ -1,0 +1,1 @@
+"""The occupations service (README "Occupations")."""
