@@ -27,17 +27,29 @@ from hub.admin.drafts import (
     diff_view,
     validation_result,
 )
+from hub.admin.dryrun import AdminDryRunController
 from hub.admin.guard import ActorDep, actor_dependency, admin_guard
 from hub.admin.people import AdminPeopleController
 from hub.admin.policies import AdminPoliciesController
+from hub.admin.shadow import AdminShadowController
+from hub.admin.subscriptions import AdminSubscriptionsController
+from hub.audit.endpoints import AdminAuditController, DataAccessController
+from hub.callbacks.endpoints import CallbacksController
 from hub.catalog import catalog_entry, openapi_document
 from hub.db.config_store import StoredChange, StoredVersion
 from hub.errors import NotFound, ServiceUnavailable
 from hub.identity.endpoints import identity_router
 from hub.identity.login import account_router
 from hub.ops.metrics import CONTENT_TYPE
+from hub.payments.endpoints import AdminPaymentsController
 from hub.problems import problem_details_plugin
 from hub.runtime import Runtime
+from hub.signing.endpoints import sign_signature
+from hub.webhooks.endpoints import (
+    AdminEventsController,
+    AdminWebhooksController,
+    VendorWebhooksController,
+)
 
 __all__ = ["build_litestar"]
 
@@ -70,6 +82,12 @@ class ChangeRecord:
     draft: int | None
     diff_summary: dict[str, Any] | None = field(
         metadata={"description": "per section: ids added, removed, changed"}
+    )
+    protected: list[dict[str, Any]] | None = field(
+        default=None, metadata={"description": "protected items it changed (four eyes)"}
+    )
+    approved_by: str | None = field(
+        default=None, metadata={"description": "the second admin who approved the change"}
     )
 
 
@@ -134,6 +152,8 @@ def _change(change: StoredChange) -> ChangeRecord:
         comment=change.comment,
         draft=change.draft_id,
         diff_summary=change.summary,
+        protected=change.protected,
+        approved_by=change.approved_by,
     )
 
 
@@ -298,6 +318,7 @@ def build_litestar(runtime: Runtime) -> Litestar:
         app.state.settings = runtime.settings
         app.state.keyring = runtime.keyring
         app.state.identity = runtime.identity
+        app.state.directory = runtime.directory
         try:
             yield
         finally:
@@ -311,11 +332,23 @@ def build_litestar(runtime: Runtime) -> Litestar:
             CatalogController,
             AdminConfigController,
             AdminDraftsController,
+            AdminDryRunController,
+            AdminShadowController,
             AdminCredentialsController,
             AdminPeopleController,
             AdminPoliciesController,
+            AdminAuditController,
+            AdminPaymentsController,
+            CallbacksController,
+            DataAccessController,
+            AdminSubscriptionsController,
+            AdminWebhooksController,
+            AdminEventsController,
+            VendorWebhooksController,
             identity_router(),
             account_router(),
+            # employment contracts (issue 7): hub-signed signatures
+            sign_signature,
         ],
         plugins=[problem_details_plugin()],
         lifespan=[lifespan],

@@ -27,13 +27,24 @@ RESERVED_SEGMENTS = frozenset(
     {"admin", "healthz", "readyz", "metrics", "schema", ".well-known", "oauth2", "account"}
 )
 
+# The hub's own endpoints under /api: the catalog, the person's data-access view, webhooks,
+# providers' callbacks.
+_OWN_API = frozenset({"/api/catalog", "/api/me/v1/data-access"})
+_OWN_PREFIXES = (
+    "/api/catalog/",
+    "/api/me/v1/data-access/",
+    "/api/webhooks/v1/",
+    "/api/signatures/v1/",  # employment contracts (issue 7): hub-signed signatures
+    "/api/callbacks/v1/",  # notification providers' receipts (hub.callbacks)
+)
+
 
 def is_reserved(path: str) -> bool:
     """Whether a path belongs to the hub's own endpoints."""
     first = path[1:].partition("/")[0]
     if first in RESERVED_SEGMENTS:
         return True
-    return first == "api" and (path == "/api/catalog" or path.startswith("/api/catalog/"))
+    return first == "api" and (path in _OWN_API or path.startswith(_OWN_PREFIXES))
 
 
 class HubApp:

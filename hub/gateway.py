@@ -23,7 +23,6 @@ from hub.auth.session import (
     origin_of,
     without_session_cookies,
 )
-from hub.config.model import RateLimitSpec
 from hub.errors import (
     HeadersTooLarge,
     HubError,
@@ -31,20 +30,20 @@ from hub.errors import (
     InvalidHeader,
     MethodNotAllowed,
     PermissionDenied,
-    RateLimited,
     RouteNotFound,
     ServiceUnavailable,
     ShuttingDown,
     UriTooLong,
 )
+from hub.ops.sample import Observed
 from hub.policy.compile import Decision as PolicyDecision
 from hub.policy.context import RequestContext
 from hub.policy.obligations import ObligatedSend
 from hub.problems import problem_body, problem_headers
 from hub.proxy.forward import ClientGone, Exchange, Forwarder, ResponseAborted
 from hub.proxy.headers import client_address, request_id_from
-from hub.ratelimit.base import Decision
 from hub.routing.normalise import encode_path, normalise_path
+from hub.routing.table import RouteMatch
 from hub.runtime import Runtime
 from hub.settings import Settings
 
@@ -77,25 +76,6 @@ def _host(headers: list[tuple[bytes, bytes]]) -> str:
     return host.partition(":")[0].rstrip(".")
 
 
-def _limit_subject(spec: RateLimitSpec | None, address: str, consumer: str | None) -> str:
-    """Whose allowance a request spends: the route's, the consumer's, or the client address's."""
-    kind = spec.key if spec is not None else "ip"
-    if kind == "route":
-        return "*"
-    if kind == "consumer" and consumer is not None:
-        return "c:" + consumer
-    return "ip:" + address  # anonymous callers of a per-consumer limit are limited by address
-
-
-def _ratelimit_headers(decision: Decision, limit_period: float) -> list[tuple[str, str]]:
-    # IETF draft-ietf-httpapi-ratelimit-headers: one policy named "route".
-    reset = max(0, int(decision.reset_after + 0.999))
-    return [
-        ("RateLimit-Policy", f'"route";q={decision.limit};w={max(1, int(limit_period))}'),
-        ("RateLimit", f'"route";r={decision.remaining};t={reset}'),
-    ]
-
-
 class Gateway:
     """ASGI callable serving every path that is not one of the hub's own endpoints."""
 
@@ -110,6 +90,9 @@ class Gateway:
         self._access_log = settings.access_log
         # Pages that may change state with the session cookie are the hub's own origin's.
         self._origin = origin_of(settings.issuer) or settings.issuer
+        # Dry-run's request sample and shadow mode watch answered requests (hub.ops.sample).
+        self._sampler = runtime.sampler
+        self._shadow = runtime.shadow
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         started = time.perf_counter()
@@ -128,6 +111,13 @@ class Gateway:
         obligated: ObligatedSend | None = None
         policy_rule: str | None = None
         status = 500
+        # What the sample and shadow mode look at, as far as the request got.
+        path = host = ""
+        query = b""
+        match: RouteMatch | None = None
+        principal: Principal | None = None
+        verdict: PolicyDecision | None = None
+        refusal: str | None = None
 
         try:
             if self.runtime.draining:
@@ -137,7 +127,7 @@ class Gateway:
             # Servers without raw_path hand over a decoded path: quote it back so it is not
             # decoded twice.
             raw_path: bytes = scope.get("raw_path") or quote(scope["path"]).encode()
-            query: bytes = scope["query_string"]
+            query = scope["query_string"]
             # The request target as sent: path, then "?" and the query when there is one.
             if len(raw_path) + (len(query) + 1 if query else 0) > self._max_url:
                 raise UriTooLong(f"the request target is longer than {self._max_url} bytes")
@@ -157,13 +147,15 @@ class Gateway:
             route = match.route
             route_id = route.id
             upstream_id = route.upstream
-            # Held before the first await: a configuration swap must not close this pool while
-            # the request (served by the old snapshot) is still on its way to a lease.
-            held = pool = snapshot.pools[upstream_id]
-            pool.hold()
+            pool = None
+            if upstream_id:  # else an adapter operation (route.adapter) or payments serve it
+                # Held before the first await: a configuration swap must not close this pool
+                # while the request (served by the old snapshot) is still on its way to a lease.
+                held = pool = snapshot.pools[upstream_id]
+                pool.hold()
             consumed: frozenset[bytes] = frozenset()
             internal_token: str | None = None
-            principal: Principal = ANONYMOUS
+            principal = ANONYMOUS
             if route.auth is not None:
                 principal = await self.runtime.authenticate(route.auth, headers)
                 consumer = principal.client_id or principal.subject
@@ -181,21 +173,10 @@ class Gateway:
                         return
                 consumed = CREDENTIAL_HEADERS
                 internal_token = self.runtime.internal_token(principal, upstream_id)
-            limit = snapshot.limits.get(route_id)
-            extra_headers: list[tuple[str, str]] = []
-            if limit is not None and self.runtime.limiter is not None:
-                key = f"{route_id}:{_limit_subject(route.rate_limit, address, consumer)}"
-                # Without Redis the store applies the limit's fallback itself: a local share,
-                # open, or LimiterUnavailable (503) when it fails closed.
-                decision = await self.runtime.limiter.hit(key, limit)
-                extra_headers = _ratelimit_headers(decision, limit.period)
-                if not decision.allowed:
-                    self.metrics.rate_limited.labels(route_id).inc()
-                    retry_after = str(max(1, int(decision.retry_after + 0.999)))
-                    raise RateLimited(
-                        f"rate limit reached; retry in {retry_after} s",
-                        headers={**dict(extra_headers), "Retry-After": retry_after},
-                    )
+            # Subscription, quota, and the route's and plan's rates in one limiter round trip
+            # (hub/plans/admission.py): 403 subscription_required, 429, or the headers.
+            admission = await self.runtime.admit(snapshot, route, principal, address)
+            extra_headers = admission.headers
             policy = snapshot.policies.get(route_id)
             downstream = send
             if policy is not None:
@@ -208,6 +189,7 @@ class Gateway:
                         query_string=query,
                         headers=headers,
                         client_ip=address,
+                        operations=policy.operations,
                     )
                 )
                 policy_rule = verdict.rule
@@ -218,11 +200,43 @@ class Gateway:
                     downstream = obligated = ObligatedSend(
                         send, verdict.obligations, limit=limit_bytes, method=method
                     )
+            self.runtime.count_usage(admission)  # admitted: it counts towards the quotas
             # The session cookie is the hub's credential, whatever the route: never upstream.
             stripped = without_session_cookies(headers)
             if obligated is not None:
                 # The answer must come back readable for the obligations: no compression.
                 stripped = [(n, v) for n, v in (stripped or headers) if n != b"accept-encoding"]
+            if route.payments is not None:
+                # The payments API (hub.payments.api): the hub's own book and the adapter.
+                assert self.runtime.payment_routes is not None
+                status = await self.runtime.payment_routes.serve(
+                    route.payments,
+                    params=match.params,
+                    principal=principal,
+                    headers=headers,
+                    receive=receive,
+                    request_id=request_id,
+                    path=path,
+                    send=_with_headers(downstream, extra_headers) if extra_headers else downstream,
+                )
+                return
+            if route.adapter is not None:
+                # The one dispatch point for adapters: purpose, audit and the adapter's own
+                # resilience path (hub.adapters.routes) instead of the proxy.
+                assert self.runtime.adapter_routes is not None
+                status = await self.runtime.adapter_routes.serve(
+                    route.adapter,
+                    snapshot=snapshot,
+                    params=match.params,
+                    query=query,
+                    principal=principal,
+                    headers=headers,
+                    request_id=request_id,
+                    send=_with_headers(downstream, extra_headers) if extra_headers else downstream,
+                    receive=receive,
+                )
+                return
+            assert pool is not None
             await self.forward(
                 scope if stripped is None else {**scope, "headers": stripped},
                 receive,
@@ -238,6 +252,7 @@ class Gateway:
                 exchange=exchange,
                 consumed=consumed,
                 internal_token=internal_token,
+                config_version=snapshot.version_label,
             )
             status = exchange.status
         except HubError as error:
@@ -249,6 +264,7 @@ class Gateway:
             if exchange.started:  # pragma: no cover - errors after start surface as aborts
                 raise
             status = error.status
+            refusal = error.code
             await self._problem(send, error, request_id, scope.get("path", ""))
         except ClientGone:
             status = _CLIENT_CLOSED
@@ -268,6 +284,15 @@ class Gateway:
             if held is not None:
                 held.unhold()
             elapsed = time.perf_counter() - started
+            sampled = self._sampler.draw()
+            if snapshot is not None and (sampled or self._shadow.on):
+                seen = Observed(
+                    time.time(), request_id, snapshot, method, host, path, headers, query,
+                    address, match, principal, refusal, verdict, status,
+                )  # fmt: skip
+                if sampled:
+                    self._sampler.offer(seen)
+                self._shadow.observe(seen)
             self.metrics.observe_request(route_id, method, status, elapsed)
             if exchange.attempts:
                 self.metrics.observe_upstream(upstream_id, exchange.upstream_seconds)

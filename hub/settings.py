@@ -6,6 +6,7 @@ SQLite for the database, in-process for rate limits, config fan-out and events.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from hub.errors import ConfigError
 
-__all__ = ["PROJECT_ROOT", "Settings"]
+__all__ = ["PROJECT_ROOT", "Settings", "child_environment"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +69,19 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[_Network, ...]:
     return tuple(nets)
 
 
+def _key32(env: Mapping[str, str], name: str) -> bytes | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except ValueError:
+        raise ConfigError([f"{name}: not base64"]) from None
+    if len(key) != 32:
+        raise ConfigError([f"{name}: must be 32 bytes in base64 (openssl rand -base64 32)"])
+    return key
+
+
 def _path(env: Mapping[str, str], name: str, default: Path) -> Path:
     raw = env.get(name)
     return Path(raw).resolve() if raw else default
@@ -109,11 +123,32 @@ class Settings:
     session_idle_seconds: int = 30 * 60
     session_max_seconds: int = 12 * 3600
     session_cache_seconds: float = 1.0
+    affiliation_cache_seconds: float = 10.0
     session_cookie_secure: bool = True
+    subscription_cache_seconds: float = 5.0
+    usage_flush_seconds: float = 1.0
     national_idp_issuer: str | None = None
     national_idp_client_id: str | None = None
     national_idp_client_secret: str | None = field(default=None, repr=False)
     admin_token_sha256: str | None = field(default=None, repr=False)
+    # The request sample (dry-run) and shadow mode.
+    sample_size: int = 10_000
+    sample_max_age_seconds: float = 3600.0
+    sample_rate: float = 0.1
+    sample_key: bytes | None = field(default=None, repr=False)
+    shadow_queue_size: int = 10_000
+    shadow_max_seconds: int = 7 * 24 * 3600
+    # Adapter secrets by name (HUB_ADAPTER_SECRET_<NAME>): the policy documents name them only.
+    adapter_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    audit_timeout_seconds: float = 2.0
+    # Events and vendor webhooks.
+    outbox_poll_seconds: float = 0.5
+    # Prefix of the exchanges and the hub's queues on RabbitMQ (clusters sharing a vhost).
+    events_namespace: str = "hub"
+    webhook_key: bytes | None = field(default=None, repr=False)
+    webhook_max_attempts: int = 8
+    webhook_retry_seconds: float = 5.0
+    webhook_timeout_seconds: float = 10.0
 
     @property
     def embedded_database(self) -> bool:
@@ -162,12 +197,15 @@ class Settings:
             session_idle_seconds=_int(env, "HUB_SESSION_IDLE_SECONDS", 30 * 60),
             session_max_seconds=_int(env, "HUB_SESSION_MAX_SECONDS", 12 * 3600),
             session_cache_seconds=_float(env, "HUB_SESSION_CACHE_SECONDS", 1.0),
+            affiliation_cache_seconds=_float(env, "HUB_AFFILIATION_CACHE_SECONDS", 10.0),
             # Secure cookies are never sent over plain http: off only for a local http issuer.
             session_cookie_secure=_bool(
                 env,
                 "HUB_SESSION_COOKIE_SECURE",
                 not (env.get("HUB_ISSUER") or "http://").startswith("http://"),
             ),
+            subscription_cache_seconds=_float(env, "HUB_SUBSCRIPTION_CACHE_SECONDS", 5.0),
+            usage_flush_seconds=_float(env, "HUB_USAGE_FLUSH_SECONDS", 1.0),
             national_idp_issuer=(env.get("HUB_NATIONAL_IDP_ISSUER") or "").rstrip("/") or None,
             national_idp_client_id=env.get("HUB_NATIONAL_IDP_CLIENT_ID") or None,
             national_idp_client_secret=env.get("HUB_NATIONAL_IDP_CLIENT_SECRET") or None,
@@ -175,9 +213,34 @@ class Settings:
             admin_token_sha256=(
                 hashlib.sha256(admin_token.encode()).hexdigest() if admin_token else None
             ),
+            sample_size=_int(env, "HUB_SAMPLE_SIZE", 10_000),
+            sample_max_age_seconds=_float(env, "HUB_SAMPLE_MAX_AGE_SECONDS", 3600.0),
+            sample_rate=_float(env, "HUB_SAMPLE_RATE", 0.1),
+            # The pseudonymisation key of the cluster; unset: a random key per process.
+            sample_key=(env.get("HUB_SAMPLE_KEY") or "").encode() or None,
+            shadow_queue_size=_int(env, "HUB_SHADOW_QUEUE_SIZE", 10_000),
+            shadow_max_seconds=_int(env, "HUB_SHADOW_MAX_SECONDS", 7 * 24 * 3600),
+            adapter_secrets=cls._adapter_secrets(env),
+            audit_timeout_seconds=_float(env, "HUB_AUDIT_TIMEOUT_SECONDS", 2.0),
+            outbox_poll_seconds=_float(env, "HUB_OUTBOX_POLL_SECONDS", 0.5),
+            events_namespace=env.get("HUB_EVENTS_NAMESPACE") or "hub",
+            webhook_key=_key32(env, "HUB_WEBHOOK_KEY"),
+            webhook_max_attempts=_int(env, "HUB_WEBHOOK_MAX_ATTEMPTS", 8),
+            webhook_retry_seconds=_float(env, "HUB_WEBHOOK_RETRY_SECONDS", 5.0),
+            webhook_timeout_seconds=_float(env, "HUB_WEBHOOK_TIMEOUT_SECONDS", 10.0),
         )
         settings.check()
         return settings
+
+    @staticmethod
+    def _adapter_secrets(env: Mapping[str, str]) -> dict[str, str]:
+        """``HUB_ADAPTER_SECRET_CIVIL_KEY=...`` is the secret named ``civil_key``."""
+        prefix = "HUB_ADAPTER_SECRET_"
+        return {
+            name.removeprefix(prefix).lower(): value
+            for name, value in env.items()
+            if name.startswith(prefix) and len(name) > len(prefix) and value
+        }
 
     def check(self) -> None:
         """Refuse settings that cannot work, naming the variable."""
@@ -207,8 +270,33 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"HUB_{name.upper()}: must be positive")
+        if self.webhook_max_attempts < 1:
+            problems.append("HUB_WEBHOOK_MAX_ATTEMPTS: must be at least 1")
+        for name in ("webhook_retry_seconds", "webhook_timeout_seconds", "outbox_poll_seconds"):
+            if getattr(self, name) <= 0:
+                problems.append(f"HUB_{name.upper()}: must be positive")
+        if not 0 < self.audit_timeout_seconds <= 60:
+            problems.append("HUB_AUDIT_TIMEOUT_SECONDS: must be above 0 and at most 60")
         if not 0 <= self.session_cache_seconds <= 60:
             problems.append("HUB_SESSION_CACHE_SECONDS: must be between 0 and 60")
+        if not 0 <= self.affiliation_cache_seconds <= 300:
+            problems.append("HUB_AFFILIATION_CACHE_SECONDS: must be between 0 and 300")
+        if self.sample_size < 0:
+            problems.append("HUB_SAMPLE_SIZE: must be 0 (off) or more")
+        if self.sample_max_age_seconds <= 0:
+            problems.append("HUB_SAMPLE_MAX_AGE_SECONDS: must be positive")
+        if not 0 <= self.sample_rate <= 1:
+            problems.append("HUB_SAMPLE_RATE: must be between 0 and 1")
+        if self.sample_key is not None and len(self.sample_key) < 16:
+            problems.append("HUB_SAMPLE_KEY: must be at least 16 characters")
+        if self.shadow_queue_size < 1:
+            problems.append("HUB_SHADOW_QUEUE_SIZE: must be at least 1")
+        if self.shadow_max_seconds < 1:
+            problems.append("HUB_SHADOW_MAX_SECONDS: must be at least 1")
+        if not 0 <= self.subscription_cache_seconds <= 300:
+            problems.append("HUB_SUBSCRIPTION_CACHE_SECONDS: must be between 0 and 300")
+        if not 0.05 <= self.usage_flush_seconds <= 60:
+            problems.append("HUB_USAGE_FLUSH_SECONDS: must be between 0.05 and 60")
         if self.session_idle_seconds > self.session_max_seconds:
             problems.append("HUB_SESSION_IDLE_SECONDS: must not exceed HUB_SESSION_MAX_SECONDS")
         federation = (
@@ -226,3 +314,8 @@ class Settings:
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (used by the CLI and tests)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def child_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a process the hub starts (``hub dev``): this one's, plus ``extra``."""
+    return {**os.environ, **extra}

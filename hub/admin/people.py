@@ -462,6 +462,7 @@ class AdminPeopleController(Controller):
     @post("/delegations/{delegation_id:str}/revoke", status_code=HTTP_200_OK)
     async def revoke_delegation(
         self,
+        request: Request[Any, Any, Any],
         people: PeopleDep,
         actor: ActorDep,
         delegation_id: FromPath[str],
@@ -470,6 +471,11 @@ class AdminPeopleController(Controller):
         """Revoke a delegation (idempotent: a second call keeps the first revocation)."""
         by = actor if data.by is None else data.by
         delegation = await people.delegations.revoke(delegation_id, by=by, reason=data.reason)
+        # Tokens resting on it stop at once here (other replicas: at their next poll).
+        runtime: Runtime = request.app.state.runtime
+        runtime.delegation_revoked(delegation.id)
+        if runtime.directory is not None and delegation.grantee_person is not None:
+            runtime.directory.forget(delegation.grantee_person)
         log.info(
             "admin.delegation_revoked",
             delegation_id=delegation_id,

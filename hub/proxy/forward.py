@@ -188,6 +188,7 @@ class Forwarder:
         exchange: Exchange,
         consumed: frozenset[bytes] = frozenset(),
         internal_token: str | None = None,
+        config_version: str | None = None,
     ) -> None:
         route = match.route
         method: str = scope["method"]
@@ -207,6 +208,7 @@ class Forwarder:
             preserve_host=route.preserve_host,
             consumed=consumed,
             internal_token=internal_token,
+            config_version=config_version,
         )
         if route.strip_prefix and route.prefix is not None:
             rest = path[len(match.matched) :]

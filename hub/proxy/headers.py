@@ -2,7 +2,9 @@
 
 Hop-by-hop headers (RFC 9110 §7.6.1) and those named in ``Connection`` never cross the hub.
 ``X-Forwarded-*`` from the client are believed only when the peer is a configured proxy; the
-request id is always the hub's. Header values go upstream as UTF-8 text, because aiohttp writes
+request id is always the hub's, and so is ``X-Hub-Config-Version``: the configuration version
+whose snapshot served the request, so an upstream (and its logs) can tell which rules let the call
+through. Header values go upstream as UTF-8 text, because aiohttp writes
 them that way: bytes that are not UTF-8 (Latin-1 obs-text) cannot pass unchanged and are refused.
 """
 
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from hub.errors import InvalidHeader
 
 __all__ = [
+    "CONFIG_VERSION_HEADER",
     "HOP_BY_HOP",
     "INTERNAL_TOKEN_HEADER",
     "client_address",
@@ -39,6 +42,8 @@ HOP_BY_HOP = frozenset(
 )
 # The principal of an authenticated request, as a short-lived token signed by the hub.
 INTERNAL_TOKEN_HEADER = "x-hub-principal-token"  # noqa: S105 - a header name
+# The configuration version that served the request (one snapshot serves it from start to end).
+CONFIG_VERSION_HEADER = "x-hub-config-version"
 # Headers the hub owns on the way in: it sets them itself, whatever the client sent.
 # ``Expect: 100-continue`` was answered by the hub's own server; the upstream gets the body.
 _OWNED_IN = frozenset({b"x-request-id", b"host", b"expect"})
@@ -122,12 +127,14 @@ def upstream_headers(
     preserve_host: bool,
     consumed: frozenset[bytes] = frozenset(),
     internal_token: str | None = None,
+    config_version: str | None = None,
 ) -> tuple[list[tuple[str, str]], str | None]:
     """Headers to send upstream, in order, repeats kept; and the Host to send (None = target's).
 
     ``consumed`` names credentials the hub used itself (the client's ``Authorization`` on an
     authenticated route): the upstream never sees them. ``X-Hub-*`` headers belong to the hub
-    alone: a client's are dropped, and the hub's internal token is added when given.
+    alone: a client's are dropped, and the hub's internal token and the configuration version
+    that served the request are added when given.
     """
     extra_hop = _connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else ()
     out: list[tuple[str, str]] = []
@@ -165,6 +172,8 @@ def upstream_headers(
     out.append(("x-request-id", request_id))
     if internal_token is not None:
         out.append((INTERNAL_TOKEN_HEADER, internal_token))
+    if config_version is not None:
+        out.append((CONFIG_VERSION_HEADER, config_version))
     return out, (host if preserve_host else None)
 
 
