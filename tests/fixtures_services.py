@@ -24,12 +24,14 @@ import aio_pika
 import pytest
 import redis
 
+from tests.amqp_sweep import sweep_sync
 from tests.fixtures_db import create_temp_postgres_database
 from tests.helpers import LoopThread
 from tests.tcpproxy import TcpProxy
 
 __all__ = [
     "AmqpNames",
+    "events_namespace",
     "free_port",
     "proxied_url",
     "service_address",
@@ -51,6 +53,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 def unique_name(prefix: str) -> str:
     """``prefix`` plus a random suffix, for queues, exchanges, channels and key prefixes."""
     return f"{prefix}.{uuid.uuid4().hex[:12]}"
+
+
+_NAMESPACES: list[str] = []  # every events namespace this session handed out
+
+
+def events_namespace() -> str:
+    """A new events namespace for a test's processes; its queues are swept at the session's end.
+
+    The processes' buses declare their queues under it (``<namespace>.<queue>``) and never
+    delete them, as a real deployment must not; the sweep does, so runs leave nothing behind.
+    """
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    _NAMESPACES.append(namespace)
+    return namespace
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_events_namespaces() -> Iterator[None]:
+    yield
+    if _NAMESPACES:
+        amqp_url = os.environ.get("HUB_TEST_AMQP_URL", DEFAULT_AMQP_URL)
+        sweep_sync(amqp_url, tuple(f"{n}." for n in _NAMESPACES))
 
 
 def service_address(url: str) -> tuple[str, int]:

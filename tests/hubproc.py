@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.fixtures_services import free_port
+from tests.fixtures_services import events_namespace, free_port
 
 __all__ = [
     "ADMIN_TOKEN",
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 # One config channel per test session: hubs of this run hear each other, not other runs.
 CONFIG_CHANNEL = f"hub:config:test:{uuid.uuid4().hex[:12]}"
+TEST_NAMESPACE = events_namespace()
 
 
 @dataclass
@@ -118,6 +119,8 @@ def hub_env(
             "HUB_LOG_LEVEL": "info",
             "HUB_SHUTDOWN_GRACE_SECONDS": "10",
             "HUB_CONFIG_CHANNEL": CONFIG_CHANNEL,
+            # this test process's own queues and Redis keys: parallel runs never share them
+            "HUB_EVENTS_NAMESPACE": TEST_NAMESPACE,
         }
     )
     env.update(extra or {})

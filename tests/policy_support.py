@@ -45,6 +45,10 @@ def principal(
     client_id: str | None = "acme",
     establishment: str | None = None,
     subject: str = "s-1",
+    delegation: str | None = None,
+    roles: Sequence[str] = (),
+    memberships: Sequence[str] = (),
+    delegated_scopes: Sequence[str] = (),
 ) -> Principal:
     return Principal(
         subject=subject,
@@ -53,6 +57,11 @@ def principal(
         client_id=client_id,
         scopes=frozenset(scopes),
         establishment=establishment,
+        delegation=delegation,
+        roles=frozenset(roles),
+        memberships=frozenset(memberships),
+        delegated_scopes=frozenset(delegated_scopes),
+        delegations=frozenset({delegation} if delegation else ()),
     )
 
 
@@ -66,7 +75,6 @@ def decide(
     headers: Sequence[tuple[bytes, bytes]] = (),
     client_ip: str = "127.0.0.1",
     now: float | None = None,
-    roles: frozenset[str] = frozenset(),
 ) -> Decision | None:
     """The decision as the gateway makes it; ``None`` when no permission covers the route."""
     match = snap.table.match(method, "", path, list(headers))
@@ -84,6 +92,6 @@ def decide(
             headers=headers,
             client_ip=client_ip,
             now=now,
-            roles=roles,
+            operations=policy.operations,
         )
     )

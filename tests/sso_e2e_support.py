@@ -75,7 +75,7 @@ async def _with_people(url: str, identifier: str, **change: Any) -> str:
         person = await persons.by_identifier(identifier)
         if person is None:
             person = await persons.create(
-                kind="citizen",
+                kind=change.pop("kind", "citizen"),
                 identifier=identifier,
                 given_name=change.pop("given_name"),
                 family_name=change.pop("family_name"),
@@ -92,14 +92,25 @@ async def _with_people(url: str, identifier: str, **change: Any) -> str:
 
 
 def add_person(
-    tmp: Path, hub: HubProcess, backends: dict[str, str], identifier: str, given_name: str
+    tmp: Path,
+    hub: HubProcess,
+    backends: dict[str, str],
+    identifier: str,
+    given_name: str,
+    *,
+    kind: str = "citizen",
 ) -> str:
-    """A citizen with :data:`PASSWORD`, written to the hub's database; the person's id."""
+    """A citizen (or a resident) with :data:`PASSWORD`, in the hub's database; the person's id."""
     url = _database_url(tmp, hub, backends)
     loop = LoopThread()
     try:
         coro = _with_people(
-            url, identifier, given_name=given_name, family_name="Tester", password=PASSWORD
+            url,
+            identifier,
+            given_name=given_name,
+            family_name="Tester",
+            password=PASSWORD,
+            kind=kind,
         )
         return loop.run(coro)
     finally:

@@ -17,7 +17,9 @@ class TcpProxy:
     ``cut()`` aborts every open connection and stops listening, so new connections are refused
     (not merely hung); ``stall()`` aborts them too but keeps accepting new ones and answers
     nothing on them (a hung peer: clients wait for their timeouts, and ``connections_total``
-    counts their attempts); ``restore()`` forwards again on the same port.
+    counts their attempts); ``freeze()`` keeps every connection open but stops moving bytes
+    on them (a peer hung mid-conversation: nothing fails, nothing is answered) until
+    ``thaw()``; ``restore()`` forwards again on the same port.
     """
 
     def __init__(
@@ -36,6 +38,8 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stalled = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         self.connections_total = 0
 
     @property
@@ -82,6 +86,14 @@ class TcpProxy:
         await self.cut()
         self._stalled = True
         await self.start()
+
+    def freeze(self) -> None:
+        """Hold every byte in both directions; connections stay open."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Move the held bytes again."""
+        self._flowing.set()
 
     async def restore(self) -> None:
         """Forward again on the same port after a ``cut()`` or a ``stall()``."""
@@ -155,9 +167,9 @@ class TcpProxy:
                     await writer.wait_closed()
             self._tasks.discard(task)
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(_CHUNK):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()

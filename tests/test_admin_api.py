@@ -409,8 +409,8 @@ async def test_publishing_a_schema_invalid_document_lists_every_error_exactly(
     response = await client.post(f"{BASE}/versions", json={"document": document}, headers=AUTH)
     body = assert_problem(response, 422, "invalid_configuration")
     assert body["errors"] == [
-        "$.colour: unknown section 'colour' (expected one of: consumers, issuers, permissions,"
-        " plans, products, routes, upstreams)",
+        "$.colour: unknown section 'colour' (expected one of: adapters, consumers, governance,"
+        " issuers, permissions, plans, products, purposes, routes, upstreams)",
         "$.upstreams[0].id: 'Bad' does not match '^[a-z][a-z0-9_-]*$'",
         "$.upstreams[0].targets: [] should be non-empty",
     ]

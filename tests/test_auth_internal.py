@@ -32,6 +32,8 @@ PERSON = Principal(
     scopes=frozenset({"payroll.read", "profile"}),
     acr="urn:hub:acr:totp",
     establishment="cr-1010",
+    registrations=frozenset({"est_1:4030000001", "est_2:4030000002"}),
+    national_id="1000000001",
     token_id="jti-1",
     expires_at=2e9,
 )
@@ -126,6 +128,8 @@ def test_the_principal_survives_the_trip_upstream() -> None:
     assert principal.scopes == PERSON.scopes
     assert principal.acr == PERSON.acr
     assert principal.establishment == "cr-1010"
+    assert principal.registrations == PERSON.registrations
+    assert principal.national_id == "1000000001"
     assert principal.token_id is not None
     assert principal.token_id != PERSON.token_id
     header = jwt.get_unverified_header(token)
@@ -143,6 +147,8 @@ def test_absent_fields_are_absent_claims() -> None:
     claims = jwt.decode(token, options={"verify_signature": False})
     assert "acr" not in claims
     assert "establishment" not in claims
+    assert "registrations" not in claims
+    assert "national_id" not in claims
     assert claims["scope"] == ""
     principal = service().verify(token)
     assert (principal.subject, principal.kind, principal.issuer) == ("vendor-1", "client", HUB)

@@ -118,6 +118,30 @@ async def test_concurrent_adds_have_exactly_one_winner(store: EphemeralStore) ->
     assert await store.get("k") == {"n": winner}
 
 
+async def test_a_capped_list_keeps_the_newest_items_oldest_first(store: EphemeralStore) -> None:
+    assert await store.items("list") == []
+    await store.append("list", [{"n": 1}, {"n": 2}], cap=3, ttl=60)
+    await store.append("list", [{"n": 3}, {"n": 4}], cap=3, ttl=60)
+    assert await store.items("list") == [{"n": 2}, {"n": 3}, {"n": 4}]
+    await store.append("list", [], cap=3, ttl=60)  # nothing to add: unchanged
+    assert await store.items("list") == [{"n": 2}, {"n": 3}, {"n": 4}]
+    await store.append("list", [{"n": n} for n in range(5, 10)], cap=3, ttl=60)
+    assert await store.items("list") == [{"n": 7}, {"n": 8}, {"n": 9}]
+
+    await store.delete("list")
+    assert await store.items("list") == []
+
+
+async def test_a_capped_list_expires_unless_appended_to(store: EphemeralStore) -> None:
+    await store.append("list", [{"n": 1}], cap=10, ttl=0.2)
+    await asyncio.sleep(0.1)
+    await store.append("list", [{"n": 2}], cap=10, ttl=0.2)  # renews the whole list
+    await asyncio.sleep(0.15)
+    assert await store.items("list") == [{"n": 1}, {"n": 2}]
+    await asyncio.sleep(0.3)
+    assert await store.items("list") == []
+
+
 async def test_take_returns_the_value_once(store: EphemeralStore) -> None:
     await store.put("k", {"v": 1}, 60)
     assert await store.take("k") == {"v": 1}

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from hub.backends.factory import build_notifier
-from hub.backends.notifier.base import RESYNC, ConfigNotifier
+from hub.backends.notifier.base import RESYNC, RESYNC_SIGNAL, ConfigNotifier
 from hub.backends.notifier.memory import MemoryChannel, MemoryConfigNotifier
 from hub.backends.notifier.redis import DEFAULT_CHANNEL, RedisConfigNotifier
 from hub.errors import BackendUnavailable
@@ -160,6 +160,68 @@ async def test_a_closed_replica_no_longer_hears_announcements(replicas: Replicas
     assert gone.versions == []
 
 
+class SignalRecorder:
+    """A signal callback that remembers every signal name it was called with."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, name: str) -> None:
+        async with self._changed:
+            self.names.append(name)
+            self._changed.notify_all()
+
+    async def wait_for(self, count: int) -> list[str]:
+        async with asyncio.timeout(TIMEOUT), self._changed:
+            await self._changed.wait_for(lambda: len(self.names) >= count)
+        return self.names
+
+
+async def test_signals_reach_every_replica_in_order_with_versions_and_apart_from_them(
+    replicas: Replicas,
+) -> None:
+    versions, signals = Recorder(), SignalRecorder()
+    mine = SignalRecorder()
+    replicas.second.subscribe(versions)
+    replicas.second.subscribe_signals(signals)
+    replicas.first.subscribe_signals(mine)
+    await replicas.first.start()
+    await replicas.second.start()
+
+    await replicas.first.publish(1)
+    await replicas.first.publish_signal("shadow")
+    await replicas.first.publish(2)
+    await replicas.first.publish_signal("other")
+
+    assert await versions.wait_for(lambda got: len(got) >= 2) == [1, 2]
+    assert await signals.wait_for(2) == ["shadow", "other"]
+    assert await mine.wait_for(2) == ["shadow", "other"]  # the publisher hears itself too
+
+
+async def test_a_failing_signal_subscriber_does_not_silence_versions(replicas: Replicas) -> None:
+    async def broken(name: str) -> None:
+        raise RuntimeError("boom")
+
+    seen = Recorder()
+    replicas.second.subscribe_signals(broken)
+    replicas.second.subscribe(seen)
+    await replicas.first.start()
+    await replicas.second.start()
+
+    await replicas.first.publish_signal("shadow")
+    await replicas.first.publish(9)
+
+    assert await seen.wait_for_version(9) == [9]
+
+
+async def test_publish_signal_fails_once_closed(replicas: Replicas) -> None:
+    await replicas.first.start()
+    await replicas.first.aclose()
+    with pytest.raises(BackendUnavailable):
+        await replicas.first.publish_signal("shadow")
+
+
 # ---- Redis specifics and faults -----------------------------------------------------------------
 
 
@@ -175,6 +237,7 @@ async def test_messages_that_are_not_versions_are_ignored(
     try:
         await notifier.start()
         await raw.publish(channel, "not-a-number")
+        await raw.publish(channel, "signal:")  # a signal without a name
         await notifier.publish(4)
         assert await seen.wait_for_version(4) == [4]
     finally:
@@ -190,7 +253,9 @@ async def test_redis_outage_fails_fast_then_listener_resyncs_and_delivers_again(
     cut_off = _redis_notifier(proxied_url(redis_url, redis_proxy), channel)
     direct = _redis_notifier(redis_url, channel)
     seen = Recorder()
+    signals = SignalRecorder()
     cut_off.subscribe(seen)
+    cut_off.subscribe_signals(signals)
     try:
         await cut_off.start()
         await direct.start()
@@ -213,6 +278,8 @@ async def test_redis_outage_fails_fast_then_listener_resyncs_and_delivers_again(
 
         # The listener came back by itself and told its subscribers to re-read the database.
         assert await seen.wait_for_version(RESYNC) == [1, RESYNC]
+        # Signals may have been missed as well: their subscribers are told to re-read too.
+        assert await signals.wait_for(1) == [RESYNC_SIGNAL]
         await cut_off.check()
         await direct.publish(4)
         assert await seen.wait_for_version(4) == [1, RESYNC, 4]

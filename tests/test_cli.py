@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from hub.cli.main import app
@@ -256,6 +257,88 @@ def test_publish_history_and_rollback_against_a_database(
 
     documents = stored(database_url)
     assert documents == {1: load_directory(first).raw, 2: load_directory(second).raw}
+
+
+def governed_policies(folder: Path, *, upstream_path: str = "", tagged: bool = True) -> Path:
+    """``svc`` tagged as personal data, under a four-eyes rule on personal-data routes."""
+    folder = good_policies(folder, upstream_path=upstream_path)
+    routes = yaml.safe_load((folder / "routes.yaml").read_text())
+    if tagged:
+        routes["routes"][0]["tags"] = ["personal_data"]
+    (folder / "routes.yaml").write_text(yaml.safe_dump(routes))
+    rule = {"id": "pd", "sections": ["routes"], "tagged": "personal_data"}
+    (folder / "governance.yaml").write_text(yaml.safe_dump({"governance": {"approvals": [rule]}}))
+    return folder
+
+
+def test_publish_refuses_protected_changes_and_rollback_audits_them(
+    hub_environment: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    env = {"HUB_DATABASE_URL": database_url}
+    assert hub("migrate", env=env).exit_code == 0
+    assert hub("config", "publish", str(governed_policies(tmp_path / "1")), env=env).exit_code == 0
+
+    # Nobody can approve a change written straight to the database: refused, nothing stored.
+    changed = governed_policies(tmp_path / "2", upstream_path="/v2")
+    result = hub("config", "publish", str(changed), env=env)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: this change touches protected configuration (routes/svc (changed)) and needs a"
+        " second admin's approval: `hub config publish` writes straight to the database, where"
+        " nobody can approve it; use `hub policies apply` against a running hub and have another"
+        " admin approve the draft\n"
+    )
+    # Dropping the rules in the same change is a protected change too.
+    result = hub("config", "publish", str(good_policies(tmp_path / "3")), env=env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: this change touches protected configuration (governance/* (removed),"
+        " routes/svc (changed))"
+    )
+    # Untagging the only tagged route would leave a rule that protects nothing: a finding.
+    untagged = governed_policies(tmp_path / "4", upstream_path="/v2", tagged=False)
+    result = hub("config", "publish", str(untagged), env=env)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "4/governance.yaml: $.governance.approvals[0].tagged: no route or product is tagged"
+        " 'personal_data', so this rule protects nothing (a misspelt tag?)\n"
+    )
+    assert [row[1] for row in history_lines(env)] == [1]
+
+    # What touches nothing protected is published as before (here: the same folder again).
+    assert hub("config", "publish", str(governed_policies(tmp_path / "5")), env=env).exit_code == 0
+
+    # A rollback to a version without the rules stays one step; the audit names what it changed.
+
+    async def seed_plain_and_roll_back() -> list[Any]:
+        engine = create_engine(database_url)
+        try:
+            store = ConfigStore(engine)
+            plain = load_directory(good_policies(tmp_path / "6", upstream_path="/old")).raw
+            old = await store.publish(plain, checksum="c", author="test")
+            governed = load_directory(governed_policies(tmp_path / "7")).raw
+            await store.publish(governed, checksum="c2", author="test")
+            return [old.version]
+        finally:
+            await engine.dispose()
+
+    [old] = asyncio.run(seed_plain_and_roll_back())
+    result = hub("config", "rollback", str(old), env=env)
+    assert result.exit_code == 0, result.output
+
+    async def last_change() -> Any:
+        engine = create_engine(database_url)
+        try:
+            return (await ConfigStore(engine).changes(old))[-1]
+        finally:
+            await engine.dispose()
+
+    change = asyncio.run(last_change())
+    assert (change.action, change.actor, change.approved_by) == ("activate", "cli", None)
+    assert change.protected == [
+        {"section": "governance", "id": "*", "change": "removed", "rules": ["governance"]},
+        {"section": "routes", "id": "svc", "change": "changed", "rules": ["pd"]},
+    ]
 
 
 def test_history_limit(hub_environment: dict[str, str], tmp_path: Path) -> None:

@@ -315,6 +315,8 @@ async def test_publishing_a_draft_switches_traffic_audits_and_deletes_it(
         "comment": "move svc to green",
         "draft": 1,
         "diff_summary": summary,
+        "protected": None,
+        "approved_by": None,
     }
     # The seeded version is audited too: everything in it was added.
     seeded = (await client.get(f"{BASE}/versions/1", headers=AUTH)).json()

@@ -20,15 +20,19 @@ from hub.config.model import (
     AuthSpec,
     BreakerSpec,
     HealthCheckSpec,
+    PlanRateSpec,
+    PlanSpec,
     ProductSpec,
     RateLimitSpec,
     RetrySpec,
     RouteSpec,
+    SubscriptionSpec,
     TargetSpec,
     TimeoutSpec,
     UpstreamSpec,
 )
 from hub.errors import ConfigError
+from hub.policy.operations import Operation
 from hub.settings import PROJECT_ROOT
 
 FIXTURE_CONTRACTS = Path(__file__).parent / "data" / "config" / "contracts"
@@ -62,15 +66,18 @@ def load_issues(directory: Path, **kwargs: Any) -> list[str]:
 def test_demo_policies_load_cleanly() -> None:
     document = load_directory(PROJECT_ROOT / "policies")
 
-    (echo,) = document.upstreams
-    assert echo.id == "echo"
+    # services append their own blocks after these (tests/test_permits_policies.py, ...)
+    echo, visas = document.upstreams[:2]
+    assert "notifications" in {u.id for u in document.upstreams}
+    assert (echo.id, visas.id) == ("echo", "visas")
+    assert "contracts" in [u.id for u in document.upstreams]  # employment contracts (issue 7)
     assert echo.balancing == "round_robin"
     assert [t.url for t in echo.targets] == ["http://127.0.0.1:9101", "http://127.0.0.1:9102"]
     assert echo.health_check is not None
     assert echo.health_check.path == "/healthz"
     assert echo.health_check.interval == 2.0
 
-    items, secure, api, me, sensitive = document.routes
+    items, secure, api, me, sensitive = document.routes[:5]
     assert (items.id, items.path, items.methods) == (
         "echo-items",
         "/api/echo/v1/items/{id}",
@@ -84,16 +91,37 @@ def test_demo_policies_load_cleanly() -> None:
         "/api/echo/v1/sensitive/",
         AuthSpec(methods=("jwt", "session"), acr="urn:hub:acr:mfa"),
     )
-    assert {(r.product, r.version, r.upstream) for r in document.routes} == {("echo", 1, "echo")}
+    assert {(r.product, r.version, r.upstream) for r in document.routes[:5]} == {
+        ("echo", 1, "echo")
+    }
+    assert {r.adapter.name for r in document.routes[5:8] if r.adapter} == {
+        "civil-registry",
+        "commercial-registry",
+        "education-registry",
+    }
+    (establishments,) = [r for r in document.routes if r.id == "echo-establishments"]
+    assert establishments.path == "/api/echo/v1/establishments/{establishment_id}/records"
+    assert {r.payments.operation for r in document.routes if r.payments} == {
+        "create",
+        "get",
+        "capture",
+        "cancel",
+        "refund",
+        "list_refunds",
+        "webhook",
+    }
     assert [(r.order, r.source) for r in document.routes] == [
-        (0, "policies/routes.yaml"),
-        (1, "policies/routes.yaml"),
-        (2, "policies/routes.yaml"),
-        (3, "policies/routes.yaml"),
-        (4, "policies/routes.yaml"),
+        (index, "policies/routes.yaml") for index in range(len(document.routes))
     ]
+    assert len(document.routes) >= 28  # 23, then the notifications block
 
-    assert document.products == (
+    assert [p.id for p in document.products][:3] == ["echo", "payments", "visas"]
+    assert "contracts" in [p.id for p in document.products]  # employment contracts (issue 7)
+    assert "notifications" in {p.id for p in document.products}
+    assert len(document.routes) >= 23  # the services of later issues add theirs
+
+    assert [p.id for p in document.products][:3] == ["echo", "payments", "visas"]
+    assert document.products[0] == (
         ProductSpec(
             id="echo",
             version=1,
@@ -101,17 +129,80 @@ def test_demo_policies_load_cleanly() -> None:
             description="Answers any request with JSON describing it. Used for demos, smoke"
             " tests and load tests of the hub itself.",
             contract="products/echo/v1",
-        ),
+            operations=(
+                Operation(id="getItem", method="GET", path="/api/echo/v1/items/{id}"),
+                Operation(id="listItems", method="GET", path="/api/echo/v1/items"),
+                Operation(id="createItem", method="POST", path="/api/echo/v1/items"),
+                Operation(
+                    id="listEstablishmentRecords",
+                    method="GET",
+                    path="/api/echo/v1/establishments/{establishment_id}/records",
+                ),
+            ),
+            subscription=SubscriptionSpec(
+                required=True, plans=("sandbox", "free", "standard", "premium")
+            ),
+        )
     )
-    assert document.extensions == {"plans": [], "consumers": []}
-    assert [p.id for p in document.permissions] == ["echo.secure.read"]
+    assert [p.id for p in document.plans] == ["sandbox", "free", "standard", "premium"]
+    assert document.extensions == {"consumers": []}
+    assert [p.id for p in document.permissions][:6] == [
+        "echo.secure.read",
+        "echo.establishment.read",
+        "payments.refund",
+        "visas.establishments",
+        "visas.me",
+        "visas.review",
+    ]
+    permission_ids = {p.id for p in document.permissions}
+    assert {  # issue 7: occupations, certificates, compliance
+        "occupations.establishments",
+        "occupations.me",
+        "occupations.review",
+        "certificates.me",
+        "certificates.establishments",
+        "compliance.establishments",
+    } <= permission_ids
+    assert {"contracts.parties", "contracts.me"} <= permission_ids  # employment contracts
+    assert {"notify.providers", "notifications.me"} <= permission_ids  # notifications
+    assert [r.id for r in document.routes if "personal_data" in r.tags][:9] == [
+        "echo-me",
+        "echo-sensitive",
+        "registry-persons",
+        "registry-establishments",
+        "registry-certificates",
+        "visas-establishments",
+        "visas-applications",
+        "visas-me",
+        "visas-review",
+    ]
+    personal = {r.id for r in document.routes if "personal_data" in r.tags}
+    assert {  # issue 7: occupations, certificates (compliance standings carry no personal data)
+        "occupations-establishments",
+        "occupations-requests",
+        "occupations-me",
+        "occupations-review",
+        "certificates-me",
+        "certificates-establishments",
+    } <= personal
+    assert {"contracts-establishments", "contracts-contracts", "contracts-me"} <= personal
+    notify = {"notify-sms", "notify-email", "notify-sms-status", "notify-email-status"}
+    assert notify | {"notifications-me"} <= personal  # notifications
+    assert [rule.id for rule in document.governance.approvals] == [
+        "personal-data",
+        "trust-and-money",
+        "registrar-access",
+    ]
     assert set(document.raw) == {
+        "adapters",
+        "purposes",
         "upstreams",
         "routes",
         "products",
         "permissions",
         "plans",
         "consumers",
+        "governance",
     }
 
 
@@ -185,7 +276,8 @@ routes:
     assert isinstance(document.upstreams[0].keepalive_seconds, float)
     assert document.products == ()
     assert document.permissions == ()
-    assert document.extensions == {"plans": [], "consumers": []}
+    assert document.plans == ()
+    assert document.extensions == {"consumers": []}
 
 
 def test_rate_limit_fallback_maps_to_the_model_and_unknown_modes_are_refused() -> None:
@@ -203,13 +295,9 @@ def test_rate_limit_fallback_maps_to_the_model_and_unknown_modes_are_refused() -
     assert any("fallback" in issue for issue in caught.value.issues), caught.value.issues
 
 
-def test_placeholder_sections_become_extensions() -> None:
-    raw = {"plans": [{"id": "gold", "quota": {"day": 1000}}], "consumers": [{"id": "acme"}]}
-    document = document_from_raw(raw)
-    assert document.extensions == {
-        "plans": [{"id": "gold", "quota": {"day": 1000}}],
-        "consumers": [{"id": "acme"}],
-    }
+def test_the_reserved_consumers_section_becomes_an_extension() -> None:
+    document = document_from_raw({"consumers": [{"id": "acme", "note": "kept as JSON"}]})
+    assert document.extensions == {"consumers": [{"id": "acme", "note": "kept as JSON"}]}
 
 
 def _schema_defaults(definition: dict[str, Any]) -> dict[str, Any]:
@@ -232,6 +320,9 @@ def _schema_defaults(definition: dict[str, Any]) -> dict[str, Any]:
         ("retries", RetrySpec),
         ("rateLimit", RateLimitSpec),
         ("product", ProductSpec),
+        ("plan", PlanSpec),
+        ("planRate", PlanRateSpec),
+        ("subscription", SubscriptionSpec),
     ],
 )
 def test_schema_defaults_match_the_model(definition: str, spec: type[Any]) -> None:
@@ -248,6 +339,9 @@ def test_schema_defaults_match_the_model(definition: str, spec: type[Any]) -> No
         as_json["headers"] = dict(as_json["headers"])
     as_json.pop("order", None)
     as_json.pop("source", None)
+    as_json.pop("operations", None)  # read from the product's contract, not from the document
+    if "overrides" in as_json:  # pairs in the model, a mapping in JSON
+        as_json["overrides"] = dict(as_json["overrides"])
     assert documented == as_json
 
 
@@ -301,8 +395,9 @@ def test_a_section_lives_in_one_file(tmp_path: Path) -> None:
 def test_unknown_section_names_its_file(tmp_path: Path) -> None:
     policies = write(tmp_path / "policies", a_yaml=UPSTREAMS, extra_yaml="gateway: {}\n")
     assert load_issues(policies) == [
-        "policies/extra.yaml: $.gateway: unknown section 'gateway' (expected one of: consumers,"
-        " issuers, permissions, plans, products, routes, upstreams)"
+        "policies/extra.yaml: $.gateway: unknown section 'gateway' (expected one of: adapters,"
+        " consumers, governance, issuers, permissions, plans, products, purposes, routes,"
+        " upstreams)"
     ]
 
 
@@ -338,9 +433,10 @@ def test_only_true_and_false_are_booleans(tmp_path: Path) -> None:
 
 def test_dates_stay_text(tmp_path: Path) -> None:
     policies = write(
-        tmp_path / "policies", plans_yaml="plans:\n  - {id: gold, since: 2024-01-31}\n"
+        tmp_path / "policies", consumers_yaml="consumers:\n  - {id: gold, since: 2024-01-31}\n"
     )
-    assert load_directory(policies).extensions["plans"] == [{"id": "gold", "since": "2024-01-31"}]
+    document = load_directory(policies)
+    assert document.extensions["consumers"] == [{"id": "gold", "since": "2024-01-31"}]
 
 
 def test_every_broken_file_is_reported(tmp_path: Path) -> None:
@@ -394,8 +490,8 @@ def test_document_from_raw_has_no_file_prefix() -> None:
 
 def test_document_from_raw_refuses_keys_json_cannot_hold() -> None:
     with pytest.raises(ConfigError) as info:
-        document_from_raw({"plans": [{"id": "gold", None: 1}]})
-    assert info.value.issues == ["$.plans[0]: key null is not text (quote it)"]
+        document_from_raw({"consumers": [{"id": "gold", None: 1}]})
+    assert info.value.issues == ["$.consumers[0]: key null is not text (quote it)"]
 
 
 def test_checksum_is_sha256_of_canonical_json() -> None:

@@ -79,8 +79,8 @@ def test_an_issuer_may_not_allow_hmac_or_none() -> None:
 
 def test_unknown_section_lists_the_known_ones() -> None:
     assert issues(doc(gateways=[])) == [
-        "$.gateways: unknown section 'gateways' (expected one of: consumers, issuers,"
-        " permissions, plans, products, routes, upstreams)"
+        "$.gateways: unknown section 'gateways' (expected one of: adapters, consumers,"
+        " governance, issuers, permissions, plans, products, purposes, routes, upstreams)"
     ]
 
 
@@ -170,11 +170,11 @@ def test_odd_keys_are_shown_in_brackets() -> None:
     ]
 
 
-def test_placeholder_sections_need_string_ids_and_are_otherwise_open() -> None:
-    raw = doc(plans=[{"id": "gold", "quota": 10}, {"name": "silver"}], consumers=[{"id": 7}])
+def test_the_reserved_consumers_section_needs_string_ids_and_is_otherwise_open() -> None:
+    raw = doc(consumers=[{"id": "gold", "quota": 10}, {"name": "silver"}, {"id": 7}])
     assert issues(raw) == [
-        "$.consumers[0].id: expected string, got number 7",
-        "$.plans[1]: missing required field 'id'",
+        "$.consumers[1]: missing required field 'id'",
+        "$.consumers[2].id: expected string, got number 7",
     ]
 
 

@@ -8,9 +8,10 @@ TCP proxy the tests cut, and polls every second.
 
 Two versions alternate: "blue" sends ``/swap/`` to the blue upstream under ``/blue``, "green" to
 the green upstream under ``/green``. Route and pool come from the same snapshot iff the upstream's
-name and the forwarded path agree, which every response is checked for. The two versions share no
-upstream, so every swap retires a pool while requests of the old version may still be using it;
-some load clients send their bodies slowly to span a swap.
+name and the forwarded path agree, which every response is checked for; and the version number
+the hub told the upstream (``X-Hub-Config-Version``, echoed back) must be the one of that colour.
+The two versions share no upstream, so every swap retires a pool while requests of the old
+version may still be using it; some load clients send their bodies slowly to span a swap.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from hub.db.migrate import migrate
 from tests.fixtures_db import create_temp_postgres_database
 from tests.fixtures_services import proxied_url, service_address
 from tests.helpers import LoopThread
-from tests.hubproc import ADMIN_TOKEN, CONFIG_CHANNEL, HubProcess, run_hub, write_policies
+from tests.hubproc import (
+    ADMIN_TOKEN,
+    CONFIG_CHANNEL,
+    HubProcess,
+    hub_command,
+    run_hub,
+    write_policies,
+)
 from tests.tcpproxy import TcpProxy
 from tests.upstreams import UpstreamServer
 
@@ -127,6 +135,7 @@ def embedded_cluster(
             hubs=[hub],
             blue=document("blue", upstreams["blue"]),
             green=document("green", upstreams["green"]),
+            env={"HUB_DATA_DIR": str(tmp / "data")},  # its SQLite file, for hub commands
         )
 
 
@@ -239,6 +248,13 @@ def colour_of(response: httpx.Response) -> str:
     return colour
 
 
+def served_version(response: httpx.Response) -> int:
+    """The configuration version the hub told the upstream it served this request with."""
+    sent = [v for k, v in response.json()["headers"] if k.lower() == "x-hub-config-version"]
+    assert len(sent) == 1, f"the upstream got {sent!r} as X-Hub-Config-Version"
+    return int(sent[0])
+
+
 def serving(hub: HubProcess) -> str:
     return colour_of(httpx.get(f"{hub.url}/swap/probe", timeout=5))
 
@@ -290,6 +306,119 @@ def test_publish_and_rollback_are_served_at_once_by_the_replica_that_made_them(
     print(f"\n[{cluster.backend}] publish + first request on the new version: {switched:.3f} s")
 
 
+# --- rollback restores behaviour exactly -------------------------------------------------------
+
+
+def rich_document(cluster: Cluster, *, after: bool) -> dict[str, Any]:
+    """Routes, auth and permissions; ``after`` changes each of them.
+
+    Before: /swap/ to blue; /keyed/ needs an API key with ``k.read``; /guarded/ lets anyone GET
+    and nobody POST; /new/ does not exist. After: /swap/ to green; /keyed/ needs ``k.write``;
+    /guarded/ lets anyone POST and nobody GET; /new/ exists.
+    """
+    colour = "green" if after else "blue"
+    base = getattr(cluster, colour)
+    routes = [
+        *base["routes"],
+        {
+            "id": "keyed",
+            "prefix": "/keyed/",
+            "upstream": colour,
+            "auth": {"methods": ["api_key"], "scopes": ["k.write" if after else "k.read"]},
+        },
+        {"id": "guarded", "prefix": "/guarded/", "upstream": colour},
+    ]
+    if after:
+        routes.append({"id": "new", "prefix": "/new/", "upstream": colour})
+    method = "POST" if after else "GET"
+    return {
+        **base,
+        "routes": routes,
+        "permissions": [
+            {
+                "id": "guarded.use",
+                "routes": ["guarded"],
+                "rules": [
+                    {"id": "one-method", "effect": "allow", "resources": {"methods": [method]}}
+                ],
+            }
+        ],
+    }
+
+
+PROBES: list[tuple[str, str, bool]] = [
+    ("GET", "/swap/p", False),
+    ("GET", "/keyed/p", False),
+    ("GET", "/keyed/p", True),
+    ("GET", "/guarded/p", False),
+    ("POST", "/guarded/p", False),
+    ("GET", "/new/p", False),
+]
+
+
+def answers(hub: HubProcess, key: str) -> list[tuple[Any, ...]]:
+    """What each probe gets: status, problem code or upstream and path, and the version."""
+    out: list[tuple[Any, ...]] = []
+    for method, path, with_key in PROBES:
+        headers = {"X-API-Key": key} if with_key else {}
+        response = httpx.request(method, f"{hub.url}{path}", headers=headers, timeout=5)
+        if response.headers["content-type"].startswith("application/problem+json"):
+            out.append((method, path, with_key, response.status_code, response.json()["code"]))
+        else:
+            body = response.json()
+            out.append((method, path, with_key, response.status_code, body["server"], body["path"]))
+    return out
+
+
+def wait_version(hubs: list[HubProcess], version: int, limit: float = 5.0) -> None:
+    """Until every replica serves ``version`` (its upstream is told so)."""
+    deadline = time.monotonic() + limit
+    for hub in hubs:
+        while served_version(httpx.get(f"{hub.url}/swap/probe", timeout=5)) != version:
+            assert time.monotonic() < deadline, f"{hub.url} does not serve version {version}"
+            time.sleep(0.02)
+
+
+def test_a_rollback_restores_routes_auth_and_permissions_exactly(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    hub = cluster.hubs[0]
+    current = active_version(hub)
+    key = hub_command(
+        tmp_path, hub, cluster.env, "apikeys", "create", "--name", "probe", "--scopes", "k.read"
+    )["api_key"]
+    before = publish(hub, rich_document(cluster, after=False), based_on=current)
+    wait_version(cluster.hubs, before)
+    expected = [
+        ("GET", "/swap/p", False, 200, "blue", "/blue/swap/p"),
+        ("GET", "/keyed/p", False, 401, "unauthorized"),
+        ("GET", "/keyed/p", True, 200, "blue", "/keyed/p"),
+        ("GET", "/guarded/p", False, 200, "blue", "/guarded/p"),
+        ("POST", "/guarded/p", False, 403, "permission_denied"),
+        ("GET", "/new/p", False, 404, "route_not_found"),
+    ]
+    for replica in cluster.hubs:
+        assert answers(replica, key) == expected
+
+    after = publish(hub, rich_document(cluster, after=True), based_on=before)
+    wait_version(cluster.hubs, after)
+    for replica in cluster.hubs:
+        assert answers(replica, key) == [
+            ("GET", "/swap/p", False, 200, "green", "/green/swap/p"),
+            ("GET", "/keyed/p", False, 401, "unauthorized"),
+            ("GET", "/keyed/p", True, 403, "insufficient_scope"),
+            ("GET", "/guarded/p", False, 403, "permission_denied"),
+            ("POST", "/guarded/p", False, 200, "green", "/guarded/p"),
+            ("GET", "/new/p", False, 200, "green", "/new/p"),
+        ]
+
+    # One step back, on the last replica: every replica answers exactly as before the publish.
+    activate(cluster.hubs[-1], before, based_on=after)
+    wait_version(cluster.hubs, before)
+    for replica in cluster.hubs:
+        assert answers(replica, key) == expected
+
+
 # --- other replicas -------------------------------------------------------------------------------
 
 
@@ -302,21 +431,26 @@ def test_a_publish_reaches_every_replica_within_a_second(real_cluster: Cluster) 
     started = time.monotonic()
     green = publish(a, real_cluster.green, based_on=base)
     published = time.monotonic() - started
-    b_took, c_took = asyncio.run(propagation([b, c], "green", 5))
+    # A answered the publish after its own swap; B and C follow through Redis pub/sub (C
+    # through a TCP proxy), each measured from the publish's answer to its first green reply.
+    a_took, b_took, c_took = asyncio.run(propagation([a, b, c], "green", 5))
     print(
-        f"\n[real] publish on A took {published * 1000:.0f} ms; then B served it after"
-        f" {b_took * 1000:.0f} ms, C after {c_took * 1000:.0f} ms"
+        f"\n[real] publish on A took {published * 1000:.0f} ms; then A served it after"
+        f" {a_took * 1000:.0f} ms, B after {b_took * 1000:.0f} ms, C after {c_took * 1000:.0f} ms"
     )
-    assert b_took < PROPAGATION_LIMIT
+    assert max(a_took, b_took, c_took) < PROPAGATION_LIMIT
+    for hub in (a, b, c):
+        assert served_version(httpx.get(f"{hub.url}/swap/probe", timeout=5)) == green
 
     # A rollback made on another replica travels the same way.
     started = time.monotonic()
     activate(b, base, based_on=green)
-    a_took, c_took = asyncio.run(propagation([a, c], "blue", 5))
+    a_took, b_took, c_took = asyncio.run(propagation([a, b, c], "blue", 5))
     print(
-        f"[real] rollback on B: A served it after {a_took * 1000:.0f} ms, C {c_took * 1000:.0f} ms"
+        f"[real] rollback on B: A served it after {a_took * 1000:.0f} ms, B {b_took * 1000:.0f}"
+        f" ms, C {c_took * 1000:.0f} ms"
     )
-    assert a_took < PROPAGATION_LIMIT
+    assert max(a_took, b_took, c_took) < PROPAGATION_LIMIT
     assert active_version(c) == base
 
 
@@ -410,8 +544,11 @@ def test_a_cli_publish_and_rollback_reach_running_replicas_through_redis(
 @dataclass
 class LoadResult:
     colours: Counter[str] = field(default_factory=Counter)
+    # (replica, version the hub told the upstream, colour that answered) -> responses
+    served: Counter[tuple[int, int, str]] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     swaps: int = 0
+    green_version: int | None = None
 
 
 async def _slow_body(body: bytes) -> AsyncIterator[bytes]:
@@ -429,7 +566,8 @@ async def _hammer(
     slow = n % 4 == 0
     i = n
     while not stop.is_set():
-        url = urls[i % len(urls)] + f"/swap/load/{i}"
+        replica = i % len(urls)
+        url = urls[replica] + f"/swap/load/{i}"
         i += 1
         try:
             if slow:
@@ -444,7 +582,9 @@ async def _hammer(
                 response = await client.post(
                     url, content=body, headers={"Content-Type": "application/json"}
                 )
-            result.colours[colour_of(response)] += 1
+            colour = colour_of(response)
+            result.colours[colour] += 1
+            result.served[(replica, served_version(response), colour)] += 1
         except (AssertionError, httpx.HTTPError, ValueError) as exc:
             result.failures.append(f"{type(exc).__name__}: {exc}")
 
@@ -459,6 +599,7 @@ async def _swapper(cluster: Cluster, result: LoadResult, base: int, until: float
         )
         assert response.status_code == 201, response.text
         green = response.json()["version"]
+        result.green_version = green
         result.swaps += 1
         active = green
         while time.monotonic() < until or result.swaps < MIN_SWAPS:
@@ -512,4 +653,13 @@ def test_configuration_swaps_under_load_drop_no_request(cluster: Cluster) -> Non
     assert result.colours["blue"] > 0
     assert result.colours["green"] > 0
     assert set(result.colours) == {"blue", "green"}
+    # Every response came from exactly one version: the colour that answered is the colour of
+    # the version number the hub told the upstream, on every replica.
+    colour_of_version = {base: "blue", result.green_version: "green"}
+    mismatched = {key: n for key, n in result.served.items() if colour_of_version[key[1]] != key[2]}
+    assert mismatched == {}
+    for replica in range(len(urls)):
+        versions = {version for r, version, _ in result.served if r == replica}
+        assert versions == {base, result.green_version}, f"replica {replica} served {versions}"
+    assert sum(result.served.values()) == sum(result.colours.values())
     assert serving(cluster.hubs[0]) == "blue"

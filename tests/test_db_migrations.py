@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,16 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 
+import hub.db.audit_tables
+import hub.db.callback_tables
+import hub.db.payment_tables
 import hub.db.people_tables  # noqa: F401 - registers the people tables on Base
-from hub.db import identity_tables  # noqa: F401 - registers the identity tables on Base
+from hub.db import (  # noqa: F401 - register their tables on Base
+    event_tables,
+    identity_tables,
+    plans_tables,
+    webhook_tables,
+)
 from hub.db.engine import create_engine, ping
 from hub.db.migrate import _alembic_config, current_revision, head_revision, migrate
 from hub.db.models import Base
@@ -49,7 +58,7 @@ async def test_migrate_upgrades_an_empty_database_to_head(database_url: str) -> 
 
     await migrate(database_url)
 
-    assert await current_revision(database_url) == head_revision() == "0005"
+    assert await current_revision(database_url) == head_revision() == "0014"
     assert await _table_names(database_url) >= TABLES
     assert await _pointer_rows(database_url) == [(1, None)]
 
@@ -225,5 +234,98 @@ async def test_0005_adds_drafts_and_the_change_audit_then_downgrades(database_ur
     assert await current_revision(database_url) == "0004"
     assert {"config_drafts", "config_changes"}.isdisjoint(await _table_names(database_url))
     assert await _pointer_rows(database_url) == [(1, None)]
+    await migrate(database_url)
+    assert await current_revision(database_url) == head_revision()
+
+
+async def test_0008_backfills_draft_editors_then_downgrades(database_url: str) -> None:
+    await _migrate_to(database_url, "0005")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            for draft_id, created_by, updated_by, revision in (
+                (1, "admin-token", "admin-token", 1),
+                (2, "person:a", "person:b", 3),
+            ):
+                await conn.execute(
+                    text(
+                        "INSERT INTO config_drafts (id, based_on, document, revision, comment,"
+                        " created_by, created_at, updated_by, updated_at) VALUES (:id, NULL,"
+                        " '{}', :revision, '', :created_by, CURRENT_TIMESTAMP, :updated_by,"
+                        " CURRENT_TIMESTAMP)"
+                    ),
+                    {
+                        "id": draft_id,
+                        "revision": revision,
+                        "created_by": created_by,
+                        "updated_by": updated_by,
+                    },
+                )
+    finally:
+        await engine.dispose()
+
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT draft_id, actor, first_revision FROM config_draft_editors"
+                    " ORDER BY draft_id, first_revision"
+                )
+            )
+            assert [tuple(row) for row in rows] == [
+                (1, "admin-token", 1),
+                (2, "person:a", 1),
+                (2, "person:b", 3),
+            ]
+    finally:
+        await engine.dispose()
+
+    await _migrate_to(database_url, "0005", down=True)
+    assert "config_approvals" not in await _table_names(database_url)
+    assert "config_draft_editors" not in await _table_names(database_url)
+    assert await current_revision(database_url) == "0005"
+
+
+async def test_0006_adds_subscriptions_and_usage_then_downgrades(database_url: str) -> None:
+    tables = {"subscriptions", "subscription_events", "usage_daily"}
+    await _migrate_to(database_url, "0005")
+    assert tables.isdisjoint(await _table_names(database_url))
+    await migrate(database_url)
+    assert await _table_names(database_url) >= tables
+    engine = create_engine(database_url)
+    now = datetime(2025, 5, 8, 10, tzinfo=UTC)
+    row = (
+        "INSERT INTO subscriptions (id, client_id, product, plan, status, created_at,"
+        " created_by, updated_at, updated_by) VALUES"
+        " (:id, 'cli_x', 'echo', 'free', :status, :now, 'test', :now, 'test')"
+    )
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO oauth_clients (client_id, name, owner, auth_method, scopes,"
+                    " grant_types, created_at) VALUES ('cli_x', 'x', 'o', 'client_secret_basic',"
+                    " '[]', '[]', :now)"
+                ),
+                {"now": now},
+            )
+            for ident, status in (
+                ("sub_1", "cancelled"),
+                ("sub_2", "rejected"),
+                ("sub_3", "active"),
+            ):
+                await conn.execute(text(row), {"id": ident, "status": status, "now": now})
+        # a second live subscription of the same client and product: the database refuses it
+        with pytest.raises(Exception, match=r"(?i)unique"):
+            async with engine.begin() as conn:
+                await conn.execute(text(row), {"id": "sub_4", "status": "pending", "now": now})
+    finally:
+        await engine.dispose()
+
+    await _migrate_to(database_url, "0005", down=True)
+    assert await current_revision(database_url) == "0005"
+    assert tables.isdisjoint(await _table_names(database_url))
     await migrate(database_url)
     assert await current_revision(database_url) == head_revision()

@@ -375,10 +375,43 @@ def test_deployment_probes_drain_and_secrets() -> None:
 def test_every_hub_variable_named_in_deploy_is_a_setting() -> None:
     known = set(re.findall(r"HUB_[A-Z0-9_]+", inspect.getsource(Settings.from_env)))
     assert {"HUB_HOST", "HUB_DATABASE_URL", "HUB_ADMIN_TOKEN"} <= known
+    # Adapter secrets are a family: HUB_ADAPTER_SECRET_<NAME>, read by prefix.
+    (prefix,) = re.findall(r'"(HUB_[A-Z_]+_)"', inspect.getsource(Settings._adapter_secrets))
     files = [*TEMPLATES.iterdir(), CHART / "values.yaml", DOCKERFILE, DEPLOY / "README.md"]
     for path in files:
-        named = set(re.findall(r"HUB_[A-Z0-9_]*[A-Z0-9]", path.read_text()))
+        named = {
+            name
+            for name in re.findall(r"HUB_[A-Z0-9_]*[A-Z0-9]", path.read_text())
+            if not (name + "_").startswith(prefix)
+        }
         assert named <= known, f"{path.relative_to(ROOT)}: unknown {sorted(named - known)}"
+
+
+def test_the_chart_carries_the_webhook_key_and_every_adapter_secret() -> None:
+    deployment = (TEMPLATES / "deployment.yaml").read_text()
+    secret = (TEMPLATES / "secret.yaml").read_text()
+    assert re.search(r"name: HUB_WEBHOOK_KEY\n\s+valueFrom:\n\s+secretKeyRef:", deployment)
+    assert "HUB_WEBHOOK_KEY: {{ . | quote }}" in secret
+    assert 'include "hub.adapterSecretVariable"' in deployment
+    assert 'include "hub.adapterSecretVariable" $name' in secret
+    helpers = (TEMPLATES / "_helpers.tpl").read_text()
+    assert 'printf "HUB_ADAPTER_SECRET_%s" (. | upper' in helpers
+    values = (CHART / "values.yaml").read_text()
+    secrets = yaml.safe_load(values)["secrets"]
+    assert (secrets["adapterSecrets"], secrets["adapterSecretNames"]) == ({}, [])
+    assert secrets["webhookKey"] == ""
+    # Every secret the shipped adapters name is listed where an operator looks for them.
+    adapters = yaml.safe_load((ROOT / "policies" / "adapters.yaml").read_text())
+    named = set()
+    for adapter in adapters["adapters"]:
+        if secret_name := (adapter.get("credentials") or {}).get("secret"):
+            named.add(secret_name)
+        options = adapter.get("options") or {}
+        named |= {options[key] for key in ("webhook_secret", "callback_secret") if key in options}
+    assert named, "the demo adapters name their secrets"
+    listed = values.split("adapterSecrets:")[0].rsplit("# The adapters' secrets", 1)[1]
+    for secret_name in sorted(named):
+        assert secret_name in listed, secret_name
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:

@@ -70,11 +70,14 @@ async def test_the_first_load_creates_an_active_key_per_use(store: KeyStore, clo
     assert access[0].private_pem.startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8
     assert ring.signing_key("access")[0] == access[0].kid
     assert ring.signing_key("internal")[0] == internal[0].kid
-    assert sorted(_kids(ring)) == sorted([access[0].kid, internal[0].kid])
+    (signature,) = await store.list("signature")
+    assert (signature.alg, signature.activates_at) == ("EdDSA", T0)
+    assert ring.signing_key("signature")[0] == signature.kid
+    assert sorted(_kids(ring)) == sorted([access[0].kid, internal[0].kid, signature.kid])
 
     again = await KeyRing.load(store, SETTINGS, clock=clock)
     assert again.keys == ring.keys
-    assert len(await store.list()) == 2
+    assert len(await store.list()) == 3
 
 
 async def test_replicas_starting_together_create_one_key_per_use(
@@ -126,6 +129,7 @@ async def test_rotation_publishes_first_signs_later_and_keeps_the_old_key_for_it
     ring = await KeyRing.load(store, SETTINGS, clock=clock)
     old = ring.signing_key("access")[0]
     internal = ring.signing_key("internal")[0]
+    signature = ring.signing_key("signature")[0]
 
     clock.at(10)
     new = await ring.rotate(store, "access")
@@ -133,7 +137,7 @@ async def test_rotation_publishes_first_signs_later_and_keeps_the_old_key_for_it
     assert new.kid != old
 
     # Published at once, so relying parties cache it before it signs anything.
-    assert set(_kids(ring)) == {old, new.kid, internal}
+    assert set(_kids(ring)) == {old, new.kid, internal, signature}
     assert ring.public_key(new.kid) is not None
     clock.at(129)
     assert ring.signing_key("access")[0] == old
@@ -148,7 +152,7 @@ async def test_rotation_publishes_first_signs_later_and_keeps_the_old_key_for_it
     assert _verify_with_jwks(token_by_old, ring.jwks()) == {"sub": "cli_x"}
 
     clock.at(130 + 300)
-    assert set(_kids(ring)) == {new.kid, internal}
+    assert set(_kids(ring)) == {new.kid, internal, signature}
     assert ring.public_key(old) is None
     (stored_old,) = [key for key in await store.list("access") if key.kid == old]
     assert stored_old.retired_at == new.activates_at
@@ -169,7 +173,11 @@ async def test_a_second_rotation_before_the_first_key_signs_retires_it_in_turn(
     clock.at(180)
     assert ring.signing_key("access")[0] == third.kid
     clock.at(180 + 300)
-    assert set(_kids(ring)) == {third.kid, ring.signing_key("internal")[0]}
+    assert set(_kids(ring)) == {
+        third.kid,
+        ring.signing_key("internal")[0],
+        ring.signing_key("signature")[0],
+    }
     assert first not in _kids(ring)
 
 
@@ -225,3 +233,16 @@ async def test_adding_a_kid_twice_is_a_conflict(store: KeyStore) -> None:
     with pytest.raises(Conflict, match="already exists"):
         await store.add(key)
     assert await store.list("internal") == [key]
+
+
+async def test_a_retired_signature_key_stays_published_for_its_signatures(
+    store: KeyStore, clock: Clock
+) -> None:
+    ring = await KeyRing.load(store, SETTINGS, clock=clock)
+    old = ring.signing_key("signature")[0]
+    new = await ring.rotate(store, "signature")  # activates at 120; the old one retires then
+    clock.at(120)
+    assert ring.signing_key("signature")[0] == new.kid
+    clock.at(120 + 10 * 365 * 86400)  # years later: what the old key signed still verifies
+    assert {old, new.kid} <= set(_kids(ring))
+    assert ring.public_key(old) is not None

@@ -138,6 +138,18 @@ def rotated(command: HubCommand, started: float) -> Rotation:
     return Rotation(kid=match.group(1), started=started, ended=ended)
 
 
+def wait_for_load(record: Record, lead: float, timeout: float = 30.0) -> None:
+    """Until the load has answers of both kinds (access and principal tokens), then ``lead``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with record.lock:
+            if record.failures or (record.tokens and record.internal):
+                break
+        assert time.monotonic() < deadline, f"the load saw no answer in {timeout}s"
+        time.sleep(0.05)
+    time.sleep(lead)
+
+
 @dataclass
 class Record:
     """What the load saw, shared by the threads (append under ``lock``)."""
@@ -331,7 +343,8 @@ def test_no_valid_token_is_refused_while_keys_rotate_on_two_replicas(
         record, stop = Record(), threading.Event()
         threads = start_load(replicas, vendor, record, stop)
         try:
-            time.sleep(LEAD_SECONDS)
+            # The load must be under way before the rotation, however slow the machine is.
+            wait_for_load(record, LEAD_SECONDS)
             access = rotated(rotate_access, rotate_access.go())
             internal = rotated(rotate_internal, rotate_internal.go())
             # Until both new keys have been signing for TAIL_SECONDS.

@@ -249,7 +249,11 @@ WEDNESDAY_0930 = datetime(2025, 1, 15, 9, 30, tzinfo=UTC).timestamp()
 def context(**overrides: Any) -> RequestContext:
     fields: dict[str, Any] = {
         "principal": principal(
-            "person", scopes=["est.read", "est.write"], establishment="e-7", subject="p-1"
+            "person",
+            scopes=["est.read", "est.write"],
+            establishment="e-7",
+            subject="p-1",
+            roles=["hr"],
         ),
         "method": "GET",
         "path": "/api/est/e-7/records/42",
@@ -258,7 +262,6 @@ def context(**overrides: Any) -> RequestContext:
         "headers": [(b"x-channel", b"portal")],
         "client_ip": "10.1.2.3",
         "now": WEDNESDAY_0930,
-        "roles": frozenset({"hr"}),
     }
     fields.update(overrides)
     return RequestContext(**fields)

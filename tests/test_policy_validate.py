@@ -89,7 +89,8 @@ def test_a_valid_policy_loads_into_the_typed_model() -> None:
             },
             "$.permissions[0].rules[0].conditions[0].op: 'like' is not one of ['eq', 'ne', 'in',"
             " 'not_in', 'prefix', 'exists', 'contains', 'not_contains', 'cidr', 'not_cidr',"
-            " 'before', 'after', 'between']",
+            " 'before', 'after', 'between', 'member_of', 'not_member_of', 'delegated_by',"
+            " 'not_delegated_by']",
         ),
         (
             {"id": "p", "routes": ["records"], "rules": [rule(obligations={"drop": ["phone"]})]},

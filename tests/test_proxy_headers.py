@@ -179,3 +179,21 @@ def test_no_client_x_hub_header_reaches_the_upstream(headers: list[tuple[bytes, 
         internal_token="signed-by-the-hub",
     )
     assert [v for n, v in out if n.startswith("x-hub-")] == ["signed-by-the-hub"]
+
+
+def test_the_upstream_learns_which_configuration_version_served_the_request() -> None:
+    out, _ = upstream_headers(
+        [(b"x-hub-config-version", b"999"), (b"accept", b"a")],
+        peer="192.0.2.7",
+        trusted_peer=False,
+        scheme="http",
+        request_id="rid",
+        preserve_host=False,
+        internal_token="signed-by-the-hub",
+        config_version="7",
+    )
+    # The client's claim is dropped; the hub's own value comes last, after its token.
+    assert [(n, v) for n, v in out if n.startswith("x-hub-")] == [
+        ("x-hub-principal-token", "signed-by-the-hub"),
+        ("x-hub-config-version", "7"),
+    ]

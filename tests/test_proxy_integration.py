@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from tests.fixtures_db import create_temp_postgres_database
-from tests.hubproc import HubProcess, run_hub, write_policies
+from tests.hubproc import ADMIN_TOKEN, HubProcess, run_hub, write_policies
 from tests.upstreams import UpstreamServer
 
 pytestmark = pytest.mark.integration
@@ -169,7 +169,14 @@ def sent(echo: dict[str, Any], name: str) -> list[str]:
 
 def end_to_end(echo: dict[str, Any]) -> list[tuple[str, str]]:
     """The headers the upstream received, minus those the hub sets itself."""
-    owned = {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"}
+    owned = {
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "x-hub-config-version",
+    }
     return [(k.lower(), v) for k, v in echo["headers"] if k.lower() not in owned]
 
 
@@ -485,6 +492,20 @@ def test_invalid_client_request_id_is_replaced(hub: HubProcess, given: str) -> N
     (request_id,) = response.values("x-request-id")
     assert REQUEST_ID.fullmatch(request_id)
     assert sent(response.json(), "x-request-id") == [request_id]
+
+
+def test_the_upstream_is_told_the_configuration_version_and_the_client_cannot_forge_it(
+    hub: HubProcess,
+) -> None:
+    active = httpx.get(
+        f"{hub.url}/admin/api/config/active",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=5,
+    ).json()["version"]
+    response = raw_request(hub.port, "GET", "/api/main/echo", [("X-Hub-Config-Version", "999")])
+    assert sent(response.json(), "x-hub-config-version") == [str(active)]
+    # Not an answer header: clients learn nothing about the configuration from it.
+    assert response.values("x-hub-config-version") == []
 
 
 def test_problem_answers_carry_the_propagated_request_id(hub: HubProcess) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from hypothesis import given
@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hub.backends.factory import build_limiter
 from hub.errors import BackendUnavailable, LimiterUnavailable
 from hub.ratelimit import (
+    Bucket,
     Decision,
     FallbackMode,
     FallbackRateLimitStore,
@@ -60,6 +61,12 @@ class FlakyStore(RateLimitStore):
         if self.down:
             raise BackendUnavailable("shared store down")
         return await self.inner.hit(key, limit, cost)
+
+    async def hit_all(self, buckets: Sequence[Bucket], cost: int = 1) -> tuple[Decision, ...]:
+        self.hits += 1
+        if self.down:
+            raise BackendUnavailable("shared store down")
+        return await self.inner.hit_all(buckets, cost)
 
     async def check(self) -> None:
         self.checks += 1
@@ -173,6 +180,63 @@ async def test_modes_are_per_limit_in_one_outage() -> None:
     with pytest.raises(LimiterUnavailable):
         await store.hit("c", Limit(rate=1, period=60, fallback="closed"))
     assert seen.unavailable == ["open", "local", "closed"]
+    assert seen.engaged == [True]
+
+
+async def test_multi_hit_uses_the_shared_store_while_it_answers() -> None:
+    shared = FlakyStore()
+    store, seen = fallback_store(shared)
+    buckets = [Bucket(key="route", limit=SIX), Bucket(key="plan", limit=Limit(rate=1, period=60))]
+    assert [d.allowed for d in await store.hit_all(buckets)] == [True, True]
+    assert [d.allowed for d in await store.hit_all(buckets)] == [False, False]
+    assert shared.hits == 2
+    assert seen.unavailable == []
+
+
+async def test_multi_hit_in_fallback_decides_local_buckets_together_and_skips_open_ones() -> None:
+    shared = FlakyStore()
+    shared.down = True
+    store, seen = fallback_store(shared)
+    open_plan = Limit(rate=1, period=60, fallback="open")
+    tight = Limit(rate=3, period=60, burst=2)  # three at once: one per replica of three
+    buckets = [
+        Bucket(key="route", limit=SIX),
+        Bucket(key="plan", limit=tight),
+        Bucket(key="quota", limit=open_plan),
+    ]
+    first = await store.hit_all(buckets)
+    assert [d.allowed for d in first] == [True, True, True]
+    assert [d.limit for d in first] == [2, 1, 1]  # the local shares, and the open limit
+    refused = await store.hit_all(buckets)
+    assert [d.allowed for d in refused] == [False, False, False]
+    assert refused[1].retry_after > 0
+    assert refused[0].retry_after == refused[2].retry_after == 0.0
+    # the refusal took nothing from the route's local share
+    assert (await store.hit("route", SIX)).allowed
+    assert seen.unavailable == ["local", "local", "open"] * 2 + ["local"]
+
+
+async def test_multi_hit_with_a_closed_bucket_refuses_with_503_in_fallback() -> None:
+    shared = FlakyStore()
+    shared.down = True
+    store, seen = fallback_store(shared)
+    closed = Limit(rate=100, period=1, fallback="closed")
+    with pytest.raises(LimiterUnavailable):
+        await store.hit_all([Bucket(key="route", limit=SIX), Bucket(key="plan", limit=closed)])
+    # nothing was charged on the local bucket either
+    assert (await store.hit("route", SIX)).remaining == 1
+    assert "closed" in seen.unavailable
+
+
+async def test_multi_hit_failure_engages_the_fallback_for_single_hits_too() -> None:
+    clock = FakeClock()
+    shared = FlakyStore()
+    store, seen = fallback_store(shared, clock)
+    shared.down = True
+    assert all(d.allowed for d in await store.hit_all([Bucket(key="k", limit=SIX)]))
+    assert store.in_fallback
+    await store.hit("k", SIX)
+    assert shared.hits == 1  # the backoff holds for every kind of hit
     assert seen.engaged == [True]
 
 

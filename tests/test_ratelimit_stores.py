@@ -14,7 +14,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from hub.errors import BackendUnavailable
-from hub.ratelimit import Limit, MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore
+from hub.ratelimit import (
+    Bucket,
+    Limit,
+    MemoryRateLimitStore,
+    RateLimitStore,
+    RedisRateLimitStore,
+)
 from tests.fixtures_services import free_port, proxied_url
 from tests.tcpproxy import TcpProxy
 
@@ -160,6 +166,61 @@ async def test_check_passes_when_usable(store: RateLimitStore) -> None:
     await store.check()
 
 
+# ---- the contract: multi-bucket hits ---------------------------------------------------------
+
+ROUTE = Limit(rate=1, period=60, burst=9)  # ten at once
+PLAN = Limit(rate=1, period=60, burst=2)  # three at once
+
+
+def route_and_plan(caller: str) -> list[Bucket]:
+    return [Bucket(key="route", limit=ROUTE), Bucket(key=f"plan:{caller}", limit=PLAN)]
+
+
+async def test_multi_hit_charges_every_bucket(store: RateLimitStore) -> None:
+    route, plan = await store.hit_all(route_and_plan("a"))
+    assert (route.allowed, route.remaining, plan.allowed, plan.remaining) == (True, 9, True, 2)
+    # the same buckets as single hits see: one charge each
+    assert (await store.hit("route", ROUTE)).remaining == 8
+    assert (await store.hit("plan:a", PLAN)).remaining == 1
+
+
+async def test_multi_hit_refused_by_one_bucket_charges_none(store: RateLimitStore) -> None:
+    for _ in range(3):
+        assert all(d.allowed for d in await store.hit_all(route_and_plan("a")))
+    route, plan = await store.hit_all(route_and_plan("a"))
+    assert not route.allowed
+    assert not plan.allowed
+    assert route.retry_after == 0.0  # the route had room: no wait of its own
+    assert route.remaining == 7
+    assert plan.retry_after == pytest.approx(60, abs=0.5)
+    # the refusal took nothing from the route: another caller still finds seven there
+    assert (await store.hit_all(route_and_plan("b")))[0].remaining == 6
+
+
+async def test_concurrent_multi_hits_are_all_or_nothing(store: RateLimitStore) -> None:
+    # 12 callers, 5 attempts each: each caller's plan admits 3, the shared route 10 in total
+    calls = [f"c{i}" for i in range(12) for _ in range(5)]
+    results = await asyncio.gather(*(store.hit_all(route_and_plan(c)) for c in calls))
+    admitted = [c for c, (route, plan) in zip(calls, results, strict=True) if route.allowed]
+    assert all(route.allowed == plan.allowed for route, plan in results)
+    assert len(admitted) == ROUTE.burst + 1
+    assert max(admitted.count(c) for c in set(admitted)) <= PLAN.burst + 1
+    # had any refusal charged a bucket, the route would now be short of its last admissions
+    plans = await asyncio.gather(*(store.hit(f"plan:c{i}", PLAN) for i in range(12)))
+    charged = sum(3 - (p.remaining + 1 if p.allowed else 0) for p in plans)
+    assert charged == len(admitted)
+
+
+async def test_multi_hit_refuses_bad_bucket_lists(store: RateLimitStore) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        await store.hit_all([])
+    with pytest.raises(ValueError, match="more than once"):
+        await store.hit_all([Bucket(key="k", limit=ROUTE), Bucket(key="k", limit=PLAN)])
+    with pytest.raises(ValueError, match="cost"):
+        await store.hit_all(route_and_plan("big"), cost=PLAN.burst + 2)
+    assert (await store.hit("route", ROUTE)).remaining == 9  # nothing was charged
+
+
 # ---- memory store ----------------------------------------------------------------------------
 
 
@@ -241,6 +302,33 @@ async def test_redis_refusals_write_nothing(
     assert not (await redis_store.hit("full", SLOW)).allowed
     assert await redis_client.get(key) == tat
     assert await redis_client.pttl(key) <= ttl  # not pushed back either
+
+
+@pytest.mark.backends
+async def test_redis_refused_multi_hit_writes_no_bucket(
+    redis_store: RedisRateLimitStore, redis_client: aioredis.Redis, redis_key_prefix: str
+) -> None:
+    keys = [f"{redis_key_prefix}hub:rl:route", f"{redis_key_prefix}hub:rl:plan:a"]
+    for _ in range(PLAN.burst + 1):
+        await redis_store.hit_all(route_and_plan("a"))
+    before = [await redis_client.get(key) for key in keys]
+    assert all(value is not None for value in before)
+    assert not (await redis_store.hit_all(route_and_plan("a")))[0].allowed
+    assert [await redis_client.get(key) for key in keys] == before
+
+
+@pytest.mark.backends
+async def test_redis_multi_hits_share_the_tick_pipeline_with_single_hits(
+    redis_url: str, redis_key_prefix: str
+) -> None:
+    client = aioredis.Redis.from_url(redis_url, max_connections=1)
+    store = RedisRateLimitStore(client, prefix=f"{redis_key_prefix}hub:rl:", owns_client=True)
+    async with store:
+        singles = asyncio.gather(*(store.hit("route", ROUTE) for _ in range(5)))
+        multis = asyncio.gather(*(store.hit_all(route_and_plan(f"c{i}")) for i in range(10)))
+        single_results, multi_results = await asyncio.gather(singles, multis)
+    admitted = sum(d.allowed for d in single_results) + sum(ds[0].allowed for ds in multi_results)
+    assert admitted == ROUTE.burst + 1
 
 
 @pytest.mark.backends
@@ -349,7 +437,7 @@ def private_redis() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while True:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
@@ -371,4 +459,7 @@ async def test_redis_reloads_the_script_after_noscript(private_redis: str) -> No
         decisions = await asyncio.gather(*(store.hit("k", SLOW) for _ in range(3)))
         assert [d.remaining for d in decisions] == [8, 7, 6]
         assert await client.exists("hub:rl:k") == 1  # the default prefix
+        await client.script_flush()
+        route, plan = await store.hit_all(route_and_plan("a"))  # the multi script, loaded anew
+        assert (route.remaining, plan.remaining) == (9, 2)
     await client.aclose()

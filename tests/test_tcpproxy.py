@@ -138,3 +138,22 @@ async def test_aclose_ends_connections_and_stops_listening(echo_port: int) -> No
     await _close(writer)
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", proxy.port)
+
+
+async def test_freeze_holds_bytes_on_open_connections_until_thawed(echo_port: int) -> None:
+    async with TcpProxy(target_port=echo_port) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            writer.write(b"before")
+            await writer.drain()
+            assert await asyncio.wait_for(reader.readexactly(6), TIMEOUT) == b"before"
+            proxy.freeze()
+            writer.write(b"held")
+            await writer.drain()
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readexactly(4), 0.3)
+            assert proxy.open_connections == 1  # still open: a hung peer, not a cut
+            proxy.thaw()
+            assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"held"
+        finally:
+            await _close(writer)
