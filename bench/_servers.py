@@ -27,6 +27,7 @@ from typing import Any
 from _util import BODY, Server, Servers
 
 __all__ = [
+    "PIPELINE_PERMISSIONS",
     "ROOT",
     "Options",
     "ScenarioError",
@@ -40,6 +41,8 @@ __all__ = [
     "hub",
     "hub_full",
     "hub_jwt",
+    "hub_pipeline",
+    "hub_plan",
     "hub_session",
     "litestar",
     "measured_versions",
@@ -429,6 +432,109 @@ def hub_full(opts: Options, servers: Servers) -> Target:
     """
     limit = {"rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"}}
     return hub_jwt(opts, servers, route_extra=limit)
+
+
+def _subscribe(opts: Options, env: Mapping[str, str], client_id: str) -> None:
+    """``hub subscriptions create`` for the bench client, on the running hub's database."""
+    argv = [str(opts.venv_bin / "hub"), "subscriptions", "create", "--client", client_id]
+    argv += ["--product", "bench", "--plan", "bench"]
+    done = subprocess.run(
+        argv, env=dict(env), cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise ScenarioError(f"`hub subscriptions create` exited {done.returncode}:\n{done.stderr}")
+
+
+def hub_plan(
+    opts: Options,
+    servers: Servers,
+    *,
+    permissions: Sequence[Mapping[str, Any]] = (),
+    env_extra: Mapping[str, str] | None = None,
+) -> Target:
+    """hub-full on a product that requires a subscription: the client's subscription (cached),
+    its plan's quota, the route's and the plan's rate in one limiter step, usage counted.
+
+    The plan's rate and quotas are far above what a run reaches, so every request passes
+    every check: what is measured is their cost. ``permissions`` adds policies covering the
+    route (the full pipeline), ``env_extra`` settings such as Redis back-ends.
+    """
+    route = {
+        "auth": {"methods": ["jwt"], "scopes": [BENCH_SCOPE]},
+        "rate_limit": {"rate": 1_000_000, "burst": 1000, "key": "ip"},
+        "product": "bench",
+        "version": 1,
+    }
+    sections = {
+        "products": [
+            {
+                "id": "bench",
+                "version": 1,
+                "title": "Bench",
+                "subscription": {"required": True, "plans": ["bench"]},
+            }
+        ],
+        "plans": [
+            {
+                "id": "bench",
+                "title": "Bench",
+                "rate": {"rate": 1_000_000, "burst": 1000},
+                "quota": {"daily": 1_000_000_000, "monthly": 1_000_000_000},
+            }
+        ],
+    }
+    if permissions:
+        sections["permissions"] = list(permissions)
+    env = {"HUB_ACCESS_TOKEN_SECONDS": "3600", **(env_extra or {})}
+    server, upstream, base, hub_env = _start_hub(
+        opts, servers, route_extra=route, sections=sections, env_extra=env
+    )
+    client_id, secret = _register_client(opts, hub_env)
+    _subscribe(opts, hub_env, client_id)
+    token = _client_credentials_token(base, client_id, secret)
+    bearer = {"Authorization": f"Bearer {token}"}
+    wait_ready(server, f"{base}{PATH}", timeout=15, expect=BODY, headers=bearer)
+    return Target(
+        url=f"{base}{PATH}",
+        server=(server,),
+        load=(upstream,),
+        headers=(f"Authorization: Bearer {token}",),
+    )
+
+
+# The full pipeline's permission: a deny rule that never matches a client (checked first, as
+# deny-overrides requires), then an allow with conditions on the principal and the request.
+PIPELINE_PERMISSIONS: tuple[dict[str, Any], ...] = (
+    {
+        "id": "bench.read",
+        "routes": ["bench"],
+        "rules": [
+            {
+                "id": "no-api-key-writes",
+                "effect": "deny",
+                "subjects": {"kinds": ["api_key"]},
+                "resources": {"methods": ["POST", "PUT", "PATCH", "DELETE"]},
+            },
+            {
+                "id": "clients-read",
+                "effect": "allow",
+                "subjects": {"kinds": ["client"], "scopes": [BENCH_SCOPE]},
+                "resources": {"methods": ["GET"]},
+                "conditions": [
+                    {"attr": "request.client_ip", "op": "cidr", "value": ["127.0.0.0/8"]},
+                    {"attr": "principal.client_id", "op": "exists"},
+                ],
+            },
+        ],
+    },
+)
+
+
+def hub_pipeline(opts: Options, servers: Servers, *, redis: bool = False) -> Target:
+    """The whole pipeline: bearer JWT, subscription, quota, route + plan rate, permission, proxy."""
+    return hub_plan(
+        opts, servers, permissions=PIPELINE_PERMISSIONS, env_extra=redis_env() if redis else None
+    )
 
 
 # Run with the venv's Python: creates a login session in the hub's Redis ephemeral store, as a

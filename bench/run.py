@@ -38,6 +38,8 @@ from _servers import (
     hub,
     hub_full,
     hub_jwt,
+    hub_pipeline,
+    hub_plan,
     hub_session,
     litestar,
     measured_versions,
@@ -157,6 +159,17 @@ SCENARIOS: tuple[Scenario, ...] = (
         setup=hub_full,
         connections=1,
     ),
+    Scenario(
+        name="hub-plan",
+        description="hub-full on a product needing a subscription: plan rate, quota, usage",
+        setup=hub_plan,
+    ),
+    Scenario(
+        name="hub-plan-c1",
+        description="the same at concurrency 1 (latency of the plan checks)",
+        setup=hub_plan,
+        connections=1,
+    ),
     # Sign-in and sessions: the hub's ephemeral store in Redis (HUB_REDIS_URL) in all three, so
     # the harness can create the session the hub reads; only the route's auth block differs.
     Scenario(
@@ -186,8 +199,24 @@ SCENARIOS: tuple[Scenario, ...] = (
         setup=hub_session,
         connections=1,
     ),
-    # Permission policies (and plans/consumers) are not in the hub yet: when they land they
-    # join hub_full's route and sections, so hub-full keeps meaning "the full pipeline".
+    # The whole pipeline of issue 4: auth + subscription + quota + rate limit + permission
+    # policy + proxy, on embedded back-ends and with the limiter, sessions and config in Redis.
+    Scenario(
+        name="hub-pipeline",
+        description="hub-plan plus a permission policy with conditions: the full pipeline",
+        setup=hub_pipeline,
+    ),
+    Scenario(
+        name="hub-pipeline-redis",
+        description="the full pipeline with the limiter (and fan-out) in Redis",
+        setup=functools.partial(hub_pipeline, redis=True),
+    ),
+    Scenario(
+        name="hub-pipeline-c1",
+        description="the full pipeline at concurrency 1 (added latency)",
+        setup=hub_pipeline,
+        connections=1,
+    ),
 )
 
 # (numerator, denominator): printed as numerator/denominator throughput ratios.
@@ -200,6 +229,12 @@ RATIOS: tuple[tuple[str, str], ...] = (
     ("hub-limited-redis", "hub-plain"),
     ("hub-full", "hub-plain"),
     ("hub-full", "nginx-proxy"),
+    ("hub-plan", "hub-full"),
+    ("hub-pipeline", "hub-plain"),
+    ("hub-pipeline", "hub-plan"),
+    ("hub-pipeline", "nginx-proxy"),
+    ("hub-pipeline-redis", "hub-pipeline"),
+    ("hub-pipeline-redis", "nginx-proxy"),
     ("hub-jwt-redis", "hub-plain-redis"),
     ("hub-session-redis", "hub-plain-redis"),
     ("hub-session-redis", "hub-jwt-redis"),
@@ -209,6 +244,8 @@ ADDED_LATENCY: tuple[tuple[str, str], ...] = (
     ("hub-plain-c1", "upstream-direct-c1"),
     ("nginx-proxy-c1", "upstream-direct-c1"),
     ("hub-full-c1", "upstream-direct-c1"),
+    ("hub-plan-c1", "hub-full-c1"),
+    ("hub-pipeline-c1", "upstream-direct-c1"),
     ("hub-session-redis-c1", "hub-plain-redis-c1"),
 )
 

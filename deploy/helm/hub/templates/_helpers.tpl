@@ -104,3 +104,20 @@ sleep plus the hub's own drain (HUB_SHUTDOWN_GRACE_SECONDS), or in-flight reques
 - name: tmp
   mountPath: /tmp
 {{- end }}
+
+{{/*
+The variable of one adapter secret: HUB_ADAPTER_SECRET_ and its name upper-cased
+(payment_webhook_secret -> HUB_ADAPTER_SECRET_PAYMENT_WEBHOOK_SECRET), as the hub reads it.
+*/}}
+{{- define "hub.adapterSecretVariable" -}}
+{{- printf "HUB_ADAPTER_SECRET_%s" (. | upper | replace "-" "_") -}}
+{{- end }}
+
+{{/*
+Every adapter secret's name, as a JSON list: those the chart's Secret holds, and those named
+for an existing Secret.
+*/}}
+{{- define "hub.adapterSecretNames" -}}
+{{- $names := concat (keys .Values.secrets.adapterSecrets | sortAlpha) .Values.secrets.adapterSecretNames -}}
+{{- $names | uniq | toJson -}}
+{{- end }}
