@@ -151,7 +151,7 @@ class RedisConfigNotifier(ConfigNotifier):
                 logger.exception("config_notifier.listener_error", channel=self._channel)
             finally:
                 with contextlib.suppress(*_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
             # Jitter spreads the replicas' reconnections; it is not a secret.
             await asyncio.sleep(delay * (1 + random.random() / 2))  # noqa: S311
             delay = min(delay * 2, self._reconnect_max)
