@@ -15,10 +15,11 @@ from typing import Any
 import httpx
 
 from hub.backends.ephemeral.redis import RedisEphemeralStore
+from hub.backends.factory import ephemeral_prefix
 from hub.identity.acr import ACR_PASSWORD
 from hub.identity.sessions import INSECURE_COOKIE_NAME, SessionManager
 from tests.helpers import LoopThread
-from tests.hubproc import HubProcess, hub_command, run_hub, write_policies
+from tests.hubproc import TEST_NAMESPACE, HubProcess, hub_command, run_hub, write_policies
 from tests.upstreams import UpstreamServer
 
 __all__ = ["NAME", "TIMEOUT", "Browser", "client_token", "route", "session_hub"]
@@ -72,7 +73,10 @@ class Browser:
 
     def __init__(self, redis_url: str) -> None:
         self.loop = LoopThread()
-        self.store = RedisEphemeralStore.from_url(redis_url)
+        # The hubs of this test process keep their keys under its events namespace.
+        self.store = RedisEphemeralStore.from_url(
+            redis_url, prefix=ephemeral_prefix(TEST_NAMESPACE)
+        )
         self.sessions = SessionManager(self.store, idle_seconds=1800, max_seconds=43200)
 
     def __enter__(self) -> Browser:

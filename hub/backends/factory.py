@@ -29,6 +29,7 @@ __all__ = [
     "build_event_bus_for",
     "build_limiter",
     "build_notifier",
+    "ephemeral_prefix",
 ]
 
 
@@ -118,6 +119,11 @@ def _namespaced(namespace: str, name: str) -> str:
     return namespace + name.removeprefix("hub")
 
 
+def ephemeral_prefix(namespace: str) -> str:
+    """The Redis key prefix of the ephemeral store of hubs under events namespace ``namespace``."""
+    return _namespaced(namespace, "hub:eph:")
+
+
 def build_ephemeral_store(settings: Settings) -> EphemeralStore:
     """Redis (seen by every replica) when ``HUB_REDIS_URL`` is set, in-process otherwise.
 
@@ -125,6 +131,6 @@ def build_ephemeral_store(settings: Settings) -> EphemeralStore:
     """
     if settings.redis_url:
         return RedisEphemeralStore.from_url(
-            settings.redis_url, prefix=_namespaced(settings.events_namespace, "hub:eph:")
+            settings.redis_url, prefix=ephemeral_prefix(settings.events_namespace)
         )
     return MemoryEphemeralStore()
