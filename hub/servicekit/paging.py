@@ -9,7 +9,7 @@ listing did not give is refused as ``invalid_request``.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -31,6 +31,10 @@ class Page:
 
     items: list[dict[str, Any]]
     next_cursor: str | None
+
+    def body(self, view: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """The page as a listing answers it: each row as ``view`` shows it, and the next cursor."""
+        return {"items": [view(row) for row in self.items], "next_cursor": self.next_cursor}
 
 
 def encode_cursor(at: datetime, row_id: str) -> str:

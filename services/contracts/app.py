@@ -86,10 +86,6 @@ async def _as(request: Request[Any, Any, Any]) -> str | None:
     return str(value) if isinstance(value, str) else None
 
 
-def _page(workflow: ContractWorkflow, page: Any) -> dict[str, Any]:
-    return {"items": [workflow.view(row) for row in page.items], "next_cursor": page.next_cursor}
-
-
 # ---- public -------------------------------------------------------------------------------
 
 
@@ -127,7 +123,7 @@ async def list_establishment(
     workflow.require_establishment(caller, establishment_id, write=False)
     filters = listing(request, STATES)
     page = await workflow.store.search(establishment_id=establishment_id, **filters)
-    return _page(workflow, page)
+    return page.body(workflow.view)
 
 
 # ---- the signed-in person -----------------------------------------------------------------
@@ -140,7 +136,7 @@ async def list_mine(request: Request[Any, Any, Any]) -> dict[str, Any]:
     if not workflow.is_hub_person(caller):
         return {"items": [], "next_cursor": None}
     page = await workflow.store.search(employee_id=caller.subject, **listing(request, STATES))
-    return _page(workflow, page)
+    return page.body(workflow.view)
 
 
 # ---- one contract -------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,7 +40,7 @@ from services.visas.domain import REASONS, STATES, TRANSITIONS
 from services.visas.hub_client import HubClient
 from services.visas.occupations import catalogue, occupation
 from services.visas.settings import VisaSettings
-from services.visas.store import Search, VisaStore
+from services.visas.store import Page, Search, VisaStore
 from services.visas.workflow import Caller, VisaWorkflow
 
 __all__ = ["COMPLIANCE_QUEUE", "PAYMENTS_QUEUE", "Components", "create_app"]
@@ -123,11 +124,8 @@ def _created(
     return created(workflow.view(row), f"/api/visas/v1/applications/{row['id']}", replayed)
 
 
-def _page(workflow: VisaWorkflow, page: Any, *, officer: bool = False) -> dict[str, Any]:
-    return {
-        "items": [workflow.view(row, officer=officer) for row in page.items],
-        "next_cursor": page.next_cursor,
-    }
+def _page(workflow: VisaWorkflow, page: Page, *, officer: bool = False) -> dict[str, Any]:
+    return page.body(partial(workflow.view, officer=officer))
 
 
 # ---- public -------------------------------------------------------------------------------

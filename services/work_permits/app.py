@@ -27,7 +27,6 @@ from hub.servicekit.http import (
     no_store,
 )
 from hub.servicekit.lifecycle import history_items, reason_items, state_items
-from hub.servicekit.paging import Page
 from hub.servicekit.runtime import ServiceRuntime
 from services.work_permits.access import Caller
 from services.work_permits.domain import CONSENT_PARTIES, REASONS, STATES, TRANSITIONS, Party
@@ -57,10 +56,6 @@ async def _body(request: Request[Any, Any, Any], *, required: bool = True) -> ob
     return await json_body(
         request, limit=_MAX_BODY, what="a permit request body", required=required
     )
-
-
-def _page(workflow: PermitWorkflow, page: Page) -> dict[str, Any]:
-    return {"items": [workflow.view(row) for row in page.items], "next_cursor": page.next_cursor}
 
 
 def _party(body: object, *, reason: bool) -> tuple[Party, str | None]:
@@ -113,9 +108,8 @@ async def list_establishment_permits(
     workflow = _workflow(request)
     workflow.require_establishment(caller, establishment_id, write=False)
     filters = listing(request, STATES)
-    return _page(
-        workflow, await workflow.store.search(establishment_id=establishment_id, **filters)
-    )
+    page = await workflow.store.search(establishment_id=establishment_id, **filters)
+    return page.body(workflow.view)
 
 
 @post("/api/permits/v1/establishments/{establishment_id:str}/transfers")
@@ -151,7 +145,8 @@ async def list_my_permits(request: Request[Any, Any, Any]) -> dict[str, Any]:
     if caller.kind != "person":
         return {"items": [], "next_cursor": None}  # only people hold permits
     filters = listing(request, STATES)
-    return _page(workflow, await workflow.store.search(person_id=caller.subject, **filters))
+    page = await workflow.store.search(person_id=caller.subject, **filters)
+    return page.body(workflow.view)
 
 
 # ---- one permit -----------------------------------------------------------------------------
