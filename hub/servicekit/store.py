@@ -9,8 +9,9 @@ events go out at once rather than at the relay's next poll).
 
 The helpers below are what every store's methods repeat: a row read (and locked) by its id, an
 update that holds only if nobody changed the row meanwhile, a step's events put on the outbox,
-a listing's page read newest first. And three kinds of table several services keep, each with
-the code that reads and writes it:
+a listing's page read newest first, rows inserted and updated over their version with their
+step's events (:class:`VersionedRows`). And three kinds of table several services keep, each
+with the code that reads and writes it:
 
 - a state machine's history (:func:`transitions_table`, :class:`Transitions`): each move of a
   row (a visa application, a permit, a contract) numbered 1, 2, ... within the row, with the
@@ -66,6 +67,7 @@ __all__ = [
     "PaymentReceipts",
     "ServiceStore",
     "Transitions",
+    "VersionedRows",
     "as_dict",
     "emit",
     "equal_to",
@@ -158,6 +160,40 @@ async def emit(conn: AsyncConnection, events: Events, *, key: str, prefix: str) 
             key=key,
             event_id=f"{prefix}.{index}.{event_type}",
         )
+
+
+class VersionedRows:
+    """Inserts and versioned updates of ``table``'s rows, each with its step's events.
+
+    A row's events are ordered by ``<stream>:<id>`` and their ids start ``<id>.<version>``
+    (the version the write made), so a step retried puts nothing on the outbox twice; ``what``
+    names a row in the refusal of an update that lost a race.
+    """
+
+    def __init__(self, table: Table, *, stream: str, what: str) -> None:
+        self.table = table
+        self._stream = stream
+        self._what = what
+
+    async def insert(self, conn: AsyncConnection, row: dict[str, Any], events: Events) -> None:
+        """Insert ``row`` (at its first version) and its events."""
+        await conn.execute(self.table.insert().values(**row))
+        await self._emit(conn, row["id"], row["version"], events)
+
+    async def update(
+        self,
+        conn: AsyncConnection,
+        current: dict[str, Any],
+        changes: dict[str, Any],
+        events: Events,
+    ) -> dict[str, Any]:
+        """Write ``changes`` over ``current`` (:func:`versioned_update`); the row as it became."""
+        written = await versioned_update(conn, self.table, current, changes, what=self._what)
+        await self._emit(conn, current["id"], written["version"], events)
+        return {**current, **written}
+
+    async def _emit(self, conn: AsyncConnection, row_id: str, version: int, events: Events) -> None:
+        await emit(conn, events, key=f"{self._stream}:{row_id}", prefix=f"{row_id}.{version}")
 
 
 class ServiceStore:

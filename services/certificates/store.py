@@ -27,12 +27,12 @@ from hub.db.models import UTCDateTime
 from hub.errors import CertificateNotFound
 from hub.events.tables import include_event_tables
 from hub.servicekit.store import (
+    Events,
     ServiceStore,
+    VersionedRows,
     as_dict,
-    emit,
     locked,
     service_metadata,
-    versioned_update,
 )
 
 __all__ = ["METADATA", "CertificateStore", "Connection", "certificates", "shares"]
@@ -81,6 +81,8 @@ shares = Table(
 Index("ix_certificate_shares_establishment", shares.c.establishment_id)
 
 include_event_tables(METADATA)
+
+_ROWS: Final = VersionedRows(certificates, stream="certificate", what="certificate")
 
 Connection = AsyncConnection
 _PAGE_MAX: Final = 200
@@ -179,36 +181,19 @@ class CertificateStore(ServiceStore):
         """Serialise one person's submissions (SQLite's write lock already does)."""
         await self._advisory_lock(conn, f"certificates:{person_id}")
 
-    async def insert(
-        self,
-        conn: AsyncConnection,
-        row: dict[str, Any],
-        events: Sequence[tuple[str, dict[str, Any]]],
-    ) -> None:
-        await conn.execute(certificates.insert().values(**row))
-        await self._enqueue(conn, row["id"], row["version"], events)
+    async def insert(self, conn: AsyncConnection, row: dict[str, Any], events: Events) -> None:
+        """A new certificate and its events."""
+        await _ROWS.insert(conn, row, events)
 
     async def update(
         self,
         conn: AsyncConnection,
         current: dict[str, Any],
         changes: dict[str, Any],
-        events: Sequence[tuple[str, dict[str, Any]]],
+        events: Events,
     ) -> dict[str, Any]:
-        written = await versioned_update(conn, certificates, current, changes, what="certificate")
-        await self._enqueue(conn, current["id"], written["version"], events)
-        return {**current, **written}
-
-    async def _enqueue(
-        self,
-        conn: AsyncConnection,
-        certificate_id: str,
-        version: int,
-        events: Sequence[tuple[str, dict[str, Any]]],
-    ) -> None:
-        await emit(
-            conn, events, key=f"certificate:{certificate_id}", prefix=f"{certificate_id}.{version}"
-        )
+        """Change a certificate over its version, with its events; the row as it became."""
+        return await _ROWS.update(conn, current, changes, events)
 
     async def share(
         self, conn: AsyncConnection, certificate_id: str, establishment_id: str, now: datetime

@@ -8,7 +8,6 @@ written in the consumer's transaction, with the event's id marked processed (at 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -29,13 +28,13 @@ from hub.db.models import UTCDateTime
 from hub.errors import ChangeRequestNotFound
 from hub.events.tables import include_event_tables
 from hub.servicekit.store import (
+    Events,
     ServiceStore,
+    VersionedRows,
     as_dict,
-    emit,
     equal_to,
     locked,
     service_metadata,
-    versioned_update,
 )
 
 __all__ = [
@@ -100,6 +99,8 @@ Index(
 )
 
 include_event_tables(METADATA)
+
+_ROWS: Final = VersionedRows(change_requests, stream="occupation-change", what="request")
 
 Connection = AsyncConnection
 _PAGE_MAX: Final = 200
@@ -261,40 +262,23 @@ class OccupationStore(ServiceStore):
         )
         return await self._all(statement)
 
-    async def insert(
-        self,
-        conn: AsyncConnection,
-        row: dict[str, Any],
-        events: Sequence[tuple[str, dict[str, Any]]],
-    ) -> None:
-        await conn.execute(change_requests.insert().values(**row))
-        await self._enqueue(conn, row["id"], row["version"], events)
+    async def insert(self, conn: AsyncConnection, row: dict[str, Any], events: Events) -> None:
+        """A new change request and its events."""
+        await _ROWS.insert(conn, row, events)
 
     async def update(
         self,
         conn: AsyncConnection,
         current: dict[str, Any],
         changes: dict[str, Any],
-        events: Sequence[tuple[str, dict[str, Any]]],
+        events: Events,
     ) -> dict[str, Any]:
-        written = await versioned_update(conn, change_requests, current, changes, what="request")
-        await self._enqueue(conn, current["id"], written["version"], events)
-        return {**current, **written}
+        """Change a change request over its version, with its events; the row as it became."""
+        return await _ROWS.update(conn, current, changes, events)
 
     async def set_occupation(self, conn: AsyncConnection, contract_id: str, code: str) -> None:
         await conn.execute(
             employments.update()
             .where(employments.c.contract_id == contract_id)
             .values(occupation=code)
-        )
-
-    async def _enqueue(
-        self,
-        conn: AsyncConnection,
-        request_id: str,
-        version: int,
-        events: Sequence[tuple[str, dict[str, Any]]],
-    ) -> None:
-        await emit(
-            conn, events, key=f"occupation-change:{request_id}", prefix=f"{request_id}.{version}"
         )
