@@ -34,7 +34,7 @@ from hub.errors import (
     VisaIneligible,
 )
 from hub.servicekit.caller import Caller as ServiceCaller
-from hub.servicekit.gateway import payment_outcome
+from hub.servicekit.gateway import Payment, payment_outcome
 from hub.servicekit.idempotency import keyed_id, request_hash
 from services.visas import compliance
 from services.visas.domain import (
@@ -222,6 +222,21 @@ class VisaWorkflow:
     def _application_id(self, scope: str, key: str) -> str:
         return keyed_id("va_", scope, key)
 
+    async def _replay(self, scope: str, key: str, digest: str) -> dict[str, Any] | None:
+        """The application an earlier request with this key made, if one did."""
+        earlier = await self.store.idempotent(scope, key, digest)
+        return None if earlier is None else await self.store.get(earlier.application_id)
+
+    async def _charge(self, application_id: str, fee: int, *, what: str) -> Payment:
+        """The payment of an application's fee (the same application is never charged twice)."""
+        return await self.hub.create_payment(
+            key=f"visa-fee:{application_id}",
+            amount=fee,
+            currency=self._currency,
+            reference=REFERENCE_PREFIX + application_id,
+            description=f"{what}, application {application_id}",
+        )
+
     async def apply_work(
         self, caller: Caller, establishment_id: str, body: object, key: str
     ) -> tuple[dict[str, Any], bool]:
@@ -231,9 +246,9 @@ class VisaWorkflow:
         request = parse_work_request(body, today=now.date())
         scope = f"work:{establishment_id}:{caller.kind}:{caller.subject}"
         digest = request_hash(body)
-        earlier = await self.store.idempotent(scope, key, digest)
-        if earlier is not None:
-            return await self.store.get(earlier.application_id), True
+        replay = await self._replay(scope, key, digest)
+        if replay is not None:
+            return replay, True
         application_id = self._application_id(scope, key)
         counts = await self.store.eligibility_counts(
             establishment_id=establishment_id,
@@ -258,18 +273,12 @@ class VisaWorkflow:
         if reasons:
             # a concurrent request with this key may have just made the application (its
             # traveller now counts as "already applied"): answer that application instead
-            earlier = await self.store.idempotent(scope, key, digest)
-            if earlier is not None:
-                return await self.store.get(earlier.application_id), True
+            replay = await self._replay(scope, key, digest)
+            if replay is not None:
+                return replay, True
             raise _ineligible(reasons)
         fee = FEES["work"]
-        payment = await self.hub.create_payment(
-            key=f"visa-fee:{application_id}",
-            amount=fee,
-            currency=self._currency,
-            reference=REFERENCE_PREFIX + application_id,
-            description=f"Work visa fee, application {application_id}",
-        )
+        payment = await self._charge(application_id, fee, what="Work visa fee")
         checks = {
             "establishment": {
                 "status": facts.status,
@@ -301,20 +310,16 @@ class VisaWorkflow:
             establishment_id=establishment_id,
             establishment_name=(record or {}).get("name"),
         )
-        created = await self.store.create(
+        return await self._submit(
             row,
-            actor=Actor(kind="system", id="visas"),
-            path=("submitted", "awaiting_payment"),
-            detail={"checks": checks["passed"]},
-            idempotency_scope=scope,
-            idempotency_key=key,
+            checks,
+            payment.id,
+            scope=scope,
+            key=key,
             digest=digest,
-            events=self._events(row, None, "submitted", "system")
-            + self._events(row, "submitted", "awaiting_payment", "system"),
             bind=(establishment_id, request.cr_number),
             quota=facts.quota,
         )
-        return await self._after_create(created, payment.id)
 
     async def apply_visit(
         self, caller: Caller, body: object, key: str
@@ -331,9 +336,9 @@ class VisaWorkflow:
             )
         scope = f"visit:{caller.subject}"
         digest = request_hash(body)
-        earlier = await self.store.idempotent(scope, key, digest)
-        if earlier is not None:
-            return await self.store.get(earlier.application_id), True
+        replay = await self._replay(scope, key, digest)
+        if replay is not None:
+            return replay, True
         application_id = self._application_id(scope, key)
         counts = await self.store.eligibility_counts(
             establishment_id=None,
@@ -353,18 +358,12 @@ class VisaWorkflow:
         if reasons:
             # a concurrent request with this key may have just made the application (its
             # traveller now counts as "already applied"): answer that application instead
-            earlier = await self.store.idempotent(scope, key, digest)
-            if earlier is not None:
-                return await self.store.get(earlier.application_id), True
+            replay = await self._replay(scope, key, digest)
+            if replay is not None:
+                return replay, True
             raise _ineligible(reasons)
         fee = FEES["visit"]
-        payment = await self.hub.create_payment(
-            key=f"visa-fee:{application_id}",
-            amount=fee,
-            currency=self._currency,
-            reference=REFERENCE_PREFIX + application_id,
-            description=f"Visit visa fee, application {application_id}",
-        )
+        payment = await self._charge(application_id, fee, what="Visit visa fee")
         checks = {
             "sponsor": {"found": True, "alive": sponsor.alive},
             "open_visits": sponsor.open_visits,
@@ -380,6 +379,21 @@ class VisaWorkflow:
             payment_id=payment.id,
             checks=checks,
         )
+        return await self._submit(row, checks, payment.id, scope=scope, key=key, digest=digest)
+
+    async def _submit(
+        self,
+        row: dict[str, Any],
+        checks: dict[str, Any],
+        payment_id: str,
+        *,
+        scope: str,
+        key: str,
+        digest: str,
+        bind: tuple[str, str] | None = None,
+        quota: int | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Insert a new application, submitted and now awaiting its fee; ``True``: a replay."""
         created = await self.store.create(
             row,
             actor=Actor(kind="system", id="visas"),
@@ -390,8 +404,10 @@ class VisaWorkflow:
             digest=digest,
             events=self._events(row, None, "submitted", "system")
             + self._events(row, "submitted", "awaiting_payment", "system"),
+            bind=bind,
+            quota=quota,
         )
-        return await self._after_create(created, payment.id)
+        return await self._after_create(created, payment_id)
 
     async def _after_create(
         self, created: dict[str, Any] | Idempotent, payment_id: str
