@@ -1,34 +1,28 @@
 """A stand-in for the hub at the contracts service's only door (httpx.MockTransport), for tests.
 
-It answers what the service calls: the token endpoint, the JWKS with the internal key, the
-commercial registry route (purpose ``employment-contract``) and the signing endpoint. The
-signing endpoint does what the hub's does (``hub.signing``): it verifies the signer's internal
-token with the hub's key and signs with :func:`hub.signing.jws.sign_document`, so the JWS the
-service stores and verifies is the real format. Internal tokens are minted with the hub's
-own token format, so the service verifies them exactly as in production.
+Built on :class:`tests.standin_support.HubStandIn` (the token endpoint, the JWKS with the
+internal key, tokens in the hub's own format, every call recorded), it answers the commercial
+registry route (purpose ``employment-contract``) and the signing endpoint. The signing endpoint
+does what the hub's does (``hub.signing``): it verifies the signer's internal token with the
+hub's key and signs with :func:`hub.signing.jws.sign_document`, so the JWS the service stores
+and verifies is the real format.
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from hub.auth.internal import INTERNAL_TYP, InternalTokenVerifier
+from hub.auth.internal import InternalTokenVerifier
 from hub.errors import HubError
 from hub.signing.jws import Signer, sign_document
+from tests.standin_support import ISSUER, KID, HubStandIn
 
 __all__ = ["ESTABLISHMENTS", "ISSUER", "ContractsHub"]
-
-ISSUER = "http://hub.test"
-KID = "internal-test-1"
 
 ESTABLISHMENTS: dict[str, dict[str, Any]] = {
     "4030000001": {"cr_number": "4030000001", "name": "Demo Trading Co", "status": "active"},
@@ -40,10 +34,11 @@ ESTABLISHMENTS: dict[str, dict[str, Any]] = {
 
 
 @dataclass
-class ContractsHub:
+class ContractsHub(HubStandIn):
     """The hub as the contracts service sees it; ``calls`` records (method, path)."""
 
-    calls: list[tuple[str, str]] = field(default_factory=list)
+    audience = "contracts"
+
     signed: list[dict[str, Any]] = field(default_factory=list)
     fail_registry: bool = False
     fail_signing: bool = False
@@ -51,7 +46,7 @@ class ContractsHub:
     forge_signer: str | None = None
 
     def __post_init__(self) -> None:
-        self.key = ed25519.Ed25519PrivateKey.generate()
+        super().__post_init__()
         self._verifier = InternalTokenVerifier(
             lambda kid: self.key.public_key() if kid == KID else None,
             issuer=ISSUER,
@@ -59,50 +54,8 @@ class ContractsHub:
             cache_size=0,
         )
 
-    def token(
-        self,
-        subject: str,
-        *,
-        kind: str = "person",
-        establishment: str | None = None,
-        memberships: tuple[str, ...] = (),
-        delegated: tuple[str, ...] = (),
-        client_id: str | None = None,
-        audience: str = "contracts",
-        idp: str = ISSUER,
-    ) -> str:
-        """An internal token as the hub mints it, with the affiliation claims."""
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": ISSUER, "aud": audience, "sub": subject, "kind": kind, "scope": "",
-            "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex, "idp": idp,
-        }  # fmt: skip
-        for name, value in (("client_id", client_id), ("establishment", establishment)):
-            if value is not None:
-                claims[name] = value
-        for name, values in (("memberships", memberships), ("delegated_scopes", delegated)):
-            if values:
-                claims[name] = sorted(values)
-        return jwt.encode(
-            claims, self.key, algorithm="EdDSA", headers={"kid": KID, "typ": INTERNAL_TYP}
-        )
-
-    def jwks(self) -> dict[str, Any]:
-        public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self.key.public_key()))
-        return {"keys": [{**public, "kid": KID, "use": "sig", "alg": "EdDSA"}]}
-
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
+    def route(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        self.calls.append((request.method, path))
-        if path == "/.well-known/jwks.json":
-            return httpx.Response(200, json=self.jwks())
-        if path == "/oauth2/token":
-            return httpx.Response(200, json={"access_token": "svc-token", "expires_in": 300})
-        if request.headers.get("authorization") != "Bearer svc-token":
-            return httpx.Response(401, json={"code": "invalid_token"})
         if path.startswith("/api/registry/v1/establishments/"):
             if self.fail_registry:
                 return httpx.Response(503, json={"code": "adapter_unavailable", "detail": "down"})
@@ -113,7 +66,7 @@ class ContractsHub:
             return httpx.Response(200, json=record)
         if path == "/api/signatures/v1/sign" and request.method == "POST":
             return self._sign(json.loads(request.content))
-        return httpx.Response(404, json={"code": "route_not_found"})
+        return super().route(request)
 
     def _sign(self, body: dict[str, Any]) -> httpx.Response:
         if self.fail_signing:

@@ -1,8 +1,8 @@
 """Start the platform's services as real processes beside a test hub, on the hub's back-end set.
 
-The same wiring the services' own e2e tests use (``tests/test_permits_e2e.py``'s ``_service``),
-for any number of them: each ``python -m services.<module>`` gets its ``<PREFIX>_*`` settings
-(its port, data folder, the hub's URL, its client at the hub, the run's events namespace) and,
+The wiring every e2e test of the services uses (through :mod:`tests.fleet_support`), for any
+number of them: each ``python -m services.<module>`` gets its ``<PREFIX>_*`` settings (its port,
+data folder, the hub's URL and issuer, its client at the hub, the run's events namespace) and,
 on the real set, RabbitMQ and its own schema in the hub's PostgreSQL database; on the embedded
 set its own SQLite file and the bus in the hub's database. Nothing is inherited from the
 developer's ``HUB_*`` or service variables.
@@ -62,6 +62,7 @@ def _environment(
         f"{prefix}_PORT": str(service.port),
         f"{prefix}_DATA_DIR": str(tmp / service.module),
         f"{prefix}_HUB_URL": hub.url,
+        f"{prefix}_HUB_ISSUER": hub_settings.issuer,
         f"{prefix}_EVENTS_NAMESPACE": namespace,
     }
     if service.credentials is not None:

@@ -19,43 +19,21 @@ Not yet end to end: the notification service has not landed, so the test stops a
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import date, timedelta
 
 import httpx
 import jwt
 import pytest
-import yaml
-from sqlalchemy import text
 
-from hub.backends.events.base import Event, EventBus
-from hub.backends.factory import build_event_bus_for
-from hub.db.engine import create_engine
-from hub.db.people_store import PeopleStores
-from hub.settings import Settings
-from tests.browser import Browser
-from tests.fixtures_services import events_namespace, free_port
-from tests.helpers import LoopThread
-from tests.hubproc import ROOT, HubProcess, hub_command, hub_env, run_hub, wait_http
-from tests.payments_support import API_KEY, WEBHOOK_SECRET, Provider, adapter_item, run_provider
-from tests.registrars import adapter_document, run_sandboxes, secrets_env
-from tests.sso_e2e_support import (
-    APP_CB,
-    TIMEOUT,
-    AuthorizeRequest,
-    add_person,
-    first_party_app,
-    public_client,
-    query_of,
-    sign_in,
+from tests.fleet_support import (
+    CONTRACTS,
+    Fleet,
+    delegating_establishment,
+    people_stores,
+    run_fleet,
 )
+from tests.sso_e2e_support import TIMEOUT, add_person
 
 pytestmark = [
     pytest.mark.integration,
@@ -66,212 +44,29 @@ pytestmark = [
 CR = "4030000001"  # Demo Trading Co in the sandbox commercial registry: active
 SUSPENDED = "4030000002"
 OWNER, EMPLOYEE = "1000000301", "1000000302"
-POLICIES = ROOT / "policies"
-
-
-@dataclass
-class System:
-    hub: HubProcess
-    contracts_url: str
-    backends: dict[str, str]
-    tmp: Path
-    loop: LoopThread
-    events: list[Event]
-
-    def database_url(self) -> str:
-        env = hub_env(self.tmp, self.tmp / "policies", self.hub.port, extra=self.backends)
-        return Settings.from_env(env).database_url
-
-
-def _policies(folder: Path, sandboxes: Any, provider: Provider, contracts_url: str) -> Path:
-    """The repository's policies, pointed at this test's sandboxes and contracts service."""
-    shutil.copytree(POLICIES, folder)
-    adapters = yaml.safe_load((folder / "adapters.yaml").read_text())
-    keep = [a for a in adapters["adapters"] if a["id"] in {"sms-provider", "email-provider"}]
-    adapters["adapters"] = [*adapter_document(sandboxes), adapter_item(provider), *keep]
-    (folder / "adapters.yaml").write_text(yaml.safe_dump(adapters))
-    upstreams = yaml.safe_load((folder / "upstreams.yaml").read_text())
-    for upstream in upstreams["upstreams"]:
-        if upstream["id"] == "contracts":
-            upstream["targets"] = [{"url": contracts_url}]
-    (folder / "upstreams.yaml").write_text(yaml.safe_dump(upstreams))
-    return folder
 
 
 async def _arrange(url: str, owner: str, vendor: str) -> str:
-    engine = create_engine(url)
-    try:
-        people = PeopleStores.on(engine)
-        establishment = await people.establishments.create(
-            cr_number=CR, name="Demo Trading Co", sector="retail", size="small"
+    async with people_stores(url) as people:
+        return await delegating_establishment(
+            people, CR, "Demo Trading Co", owner, ["contracts.manage"], grantee_client=vendor
         )
-        await people.establishments.add_member(establishment.id, owner, "owner")
-        await people.delegations.grant(
-            establishment.id,
-            grantor=owner,
-            scopes=["contracts.manage"],
-            valid_until=datetime.now(UTC) + timedelta(days=30),
-            grantee_client=vendor,
-        )
-        return establishment.id
-    finally:
-        await engine.dispose()
-
-
-async def _audit(url: str) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text("SELECT adapter, operation, purpose, record_ref FROM registrar_audit")
-            )
-            return list(rows.all())
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory, backends: dict[str, str]) -> Iterator[System]:
+def system(tmp_path_factory: pytest.TempPathFactory, backends: dict[str, str]) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("contracts-e2e")
-    namespace = events_namespace()
-    backends = {**backends, "HUB_EVENTS_NAMESPACE": namespace}
-    port = free_port()
-    contracts_url = f"http://127.0.0.1:{port}"
-    with run_sandboxes(tmp / "sandboxes") as sandboxes, run_provider(tmp / "provider") as provider:
-        policies = _policies(tmp / "policies", sandboxes, provider, contracts_url)
-        env = {
-            "HUB_ACCESS_LOG": "false",
-            "HUB_CONFIG_POLL_SECONDS": "0.5",
-            **secrets_env(),
-            "HUB_ADAPTER_SECRET_PAYMENT_PROVIDER_KEY": API_KEY,
-            "HUB_ADAPTER_SECRET_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            **backends,
-        }
-        with run_hub(tmp, policies, env=env) as hub:
-            loop = LoopThread()
-            service = hub_command(
-                tmp, hub, backends, "clients", "create", "--name", "Contracts service",
-                "--owner", "contracts", "--scopes",
-                "registry.employment-contract signatures.sign",
-            )  # fmt: skip
-            hub_settings = Settings.from_env(hub_env(tmp, policies, hub.port, extra=backends))
-            contracts_env = {
-                "CONTRACTS_PORT": str(port),
-                "CONTRACTS_DATA_DIR": str(tmp / "contracts"),
-                "CONTRACTS_HUB_URL": hub.url,
-                "CONTRACTS_HUB_ISSUER": hub_settings.issuer,
-                "CONTRACTS_CLIENT_ID": service["client_id"],
-                "CONTRACTS_CLIENT_SECRET": service["client_secret"],
-                "CONTRACTS_EVENTS_NAMESPACE": namespace,
-                "CONTRACTS_SWEEP_SECONDS": "3600",
-            }
-            if hub_settings.amqp_url:  # the real set: RabbitMQ, and its own schema in PostgreSQL
-                contracts_env["CONTRACTS_AMQP_URL"] = hub_settings.amqp_url
-                contracts_env["CONTRACTS_DATABASE_URL"] = hub_settings.database_url
-                contracts_env["CONTRACTS_DATABASE_SCHEMA"] = "contracts"
-            else:  # the embedded set: its own SQLite file, the bus in the hub's database
-                contracts_env["CONTRACTS_BUS_DATABASE_URL"] = hub_settings.database_url
-            clean = {
-                k: v
-                for k, v in hub_env(tmp, policies, hub.port).items()
-                if not k.startswith("CONTRACTS_")
-            }
-            with (tmp / "contracts.log").open("wb") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "services.contracts"],
-                    env={**clean, **contracts_env},
-                    cwd=ROOT,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            events: list[Event] = []
-            bus: EventBus = build_event_bus_for(
-                amqp_url=hub_settings.amqp_url,
-                database_url=hub_settings.database_url,
-                namespace=namespace,
-            )
-
-            async def listen() -> None:
-                async def record(event: Event) -> None:
-                    events.append(event)
-
-                await bus.start()
-                await bus.subscribe(f"{namespace}.test.contracts", "#", record)
-
-            try:
-                loop.run(listen())
-                assert wait_http(f"{contracts_url}/healthz", 30, process=process), (
-                    tmp / "contracts.log"
-                ).read_text()
-                deadline = time.monotonic() + 20
-                while (
-                    httpx.get(f"{hub.url}/api/contracts/v1/reasons", timeout=5).status_code != 200
-                ):
-                    assert time.monotonic() < deadline, "the hub never reached the service"
-                    time.sleep(0.2)
-                yield System(
-                    hub=hub,
-                    contracts_url=contracts_url,
-                    backends=backends,
-                    tmp=tmp,
-                    loop=loop,
-                    events=events,
-                )
-            finally:
-                loop.run(bus.aclose())
-                loop.close()
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+    with run_fleet(tmp, backends, [CONTRACTS], listen={"contracts": ["#"]}) as fleet:
+        yield fleet
 
 
-def _sso_token(system: System, identifier: str) -> str:
-    """The person signs in through the hub's SSO login (a first-party app, PKCE)."""
-    app = first_party_app(system.tmp, system.hub, system.backends)
-    with public_client(app) as oauth, Browser() as browser:
-        request = AuthorizeRequest(oauth, system.hub)
-        answer = browser.follow(
-            sign_in(browser, browser.follow(browser.get(request.url)), identifier), stop_at=APP_CB
-        )
-        location = answer.headers["location"]
-        assert query_of(location)["state"] == request.state
-        token = oauth.fetch_token(
-            f"{system.hub.url}/oauth2/token",
-            authorization_response=location,
-            state=request.state,
-            code_verifier=request.verifier,
-        )
-    access: str = token["access_token"]
-    return access
-
-
-def _wait_for(system: System, predicate: Any, what: str) -> list[Event]:
-    deadline = time.monotonic() + 20
-    while not (found := [e for e in system.events if predicate(e)]):
-        assert time.monotonic() < deadline, f"no {what}: {[e.type for e in system.events]}"
-        time.sleep(0.1)
-    return found
-
-
-def test_draft_sign_in_accept_sign_and_verify_through_the_hub(system: System) -> None:
+def test_draft_sign_in_accept_sign_and_verify_through_the_hub(system: Fleet) -> None:
     hub, tmp, backends = system.hub, system.tmp, system.backends
     owner = add_person(tmp, hub, backends, OWNER, "Owner")
     employee_id = add_person(tmp, hub, backends, EMPLOYEE, "Ravi")
-    vendor = hub_command(
-        tmp, hub, backends, "clients", "create", "--name", "HR suite", "--owner", "acme",
-        "--scopes", "contracts.manage",
-    )  # fmt: skip
+    vendor = system.client("HR suite", "acme", "contracts.manage")
     establishment = system.loop.run(_arrange(system.database_url(), owner, vendor["client_id"]))
-    issued = httpx.post(
-        f"{hub.url}/oauth2/token",
-        data={"grant_type": "client_credentials", "establishment": CR, "scope": "contracts.manage"},
-        auth=(vendor["client_id"], vendor["client_secret"]),
-        timeout=TIMEOUT,
-    )
-    assert issued.status_code == 200, issued.text
-    vendor_auth = {"Authorization": f"Bearer {issued.json()['access_token']}"}
+    vendor_auth = system.acting_for(vendor, CR, "contracts.manage")
     base = f"{hub.url}/api/contracts/v1"
     start = (date.today() + timedelta(days=14)).isoformat()
     body = {
@@ -309,7 +104,7 @@ def test_draft_sign_in_accept_sign_and_verify_through_the_hub(system: System) ->
     assert offered.json()["state"] == "offered", offered.text
 
     # The registrar check went through the hub's adapter, under its purpose, into the audit.
-    reads = system.loop.run(_audit(system.database_url()))
+    reads = system.audit()
     assert any(
         (r.adapter, r.operation, r.purpose, r.record_ref)
         == ("commercial-registry", "get_establishment", "employment-contract", CR)
@@ -317,7 +112,7 @@ def test_draft_sign_in_accept_sign_and_verify_through_the_hub(system: System) ->
     ), reads
 
     # The employee signs in through the SSO, finds the offer among their own and accepts it.
-    employee_auth = {"Authorization": f"Bearer {_sso_token(system, EMPLOYEE)}"}
+    employee_auth = system.token(EMPLOYEE)
     mine = httpx.get(f"{base}/me/contracts", headers=employee_auth, timeout=TIMEOUT)
     assert mine.status_code == 200, mine.text
     assert [c["id"] for c in mine.json()["items"]] == [contract["id"]]
@@ -358,19 +153,21 @@ def test_draft_sign_in_accept_sign_and_verify_through_the_hub(system: System) ->
     assert pdf.content.startswith(b"%PDF-1.4")
 
     # The events and the notification requests reached the bus for the other services.
-    activated = _wait_for(system, lambda e: e.type == "contract.activated", "activation")
+    activated = system.wait_events(
+        lambda e: e.type == "contract.activated", "activation", seconds=20
+    )
     assert activated[0].payload["employee"] == {
         "id": employee_id,
         "nationality": "IND",
         "citizen": False,
     }
-    notices = _wait_for(
-        system,
+    notices = system.wait_events(
         lambda e: (
             e.type == "notification.requested"
             and e.payload["template"] == "contract.activated"
             and e.payload["recipient"]["id"] == employee_id
         ),
         "activation notice",
+        seconds=20,
     )
     assert "channels" not in notices[0].payload

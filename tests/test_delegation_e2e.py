@@ -23,7 +23,6 @@ import yaml
 from hub.db.engine import create_engine
 from hub.db.people_store import PeopleStores
 from hub.settings import Settings
-from tests.browser import Browser
 from tests.helpers import LoopThread
 from tests.hubproc import (
     ADMIN_TOKEN,
@@ -33,16 +32,11 @@ from tests.hubproc import (
     run_hub,
     write_policies,
 )
+from tests.service_processes import person_token
 from tests.sso_e2e_support import (
-    APP_CB,
     TIMEOUT,
-    AuthorizeRequest,
     add_person,
-    first_party_app,
     principal_of,
-    public_client,
-    query_of,
-    sign_in,
 )
 from tests.upstreams import UpstreamServer
 
@@ -230,22 +224,7 @@ def test_a_delegated_vendor_reads_its_establishment_and_no_other(
 
 
 def officer_token(hub: HubProcess, tmp: Path, backends: dict[str, str]) -> str:
-    app = first_party_app(tmp, hub, backends)
-    with public_client(app) as oauth, Browser() as browser:
-        request = AuthorizeRequest(oauth, hub)
-        answer = browser.follow(
-            sign_in(browser, browser.follow(browser.get(request.url)), OFFICER), stop_at=APP_CB
-        )
-        location = answer.headers["location"]
-        assert query_of(location)["state"] == request.state
-        token = oauth.fetch_token(
-            f"{hub.url}/oauth2/token",
-            authorization_response=location,
-            state=request.state,
-            code_verifier=request.verifier,
-        )
-    access: str = token["access_token"]
-    return access
+    return person_token(tmp, hub, backends, OFFICER)
 
 
 def test_a_delegated_hr_officer_reads_its_establishment_and_no_other(

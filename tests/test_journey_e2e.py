@@ -23,39 +23,28 @@ every registrar read is in the hub's audit chain (``hub audit verify`` holds) an
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-import yaml
-from sqlalchemy import text
 
-from hub.backends.events.base import Event, EventBus
-from hub.backends.factory import build_event_bus_for
-from hub.db.engine import create_engine
-from hub.db.people_store import PeopleStores
-from hub.settings import Settings
-from tests.fixtures_services import events_namespace, free_port
-from tests.helpers import LoopThread
-from tests.hubproc import ROOT, HubProcess, hub_command, hub_env, run_hub
-from tests.notify_support import (
-    Sandbox,
-    notify_adapters,
-    notify_secrets_env,
-    run_notify_sandboxes,
+from tests.fleet_support import (
+    CERTIFICATES,
+    COMPLIANCE,
+    CONTRACTS,
+    NOTIFICATIONS,
+    OCCUPATIONS,
+    PERMITS,
+    VISAS,
+    Fleet,
+    delegating_establishment,
+    people_stores,
+    run_fleet,
+    until,
 )
-from tests.payments_support import API_KEY, WEBHOOK_SECRET, Provider, adapter_item, run_provider
-from tests.registrars import adapter_document, run_sandboxes, secrets_env
-from tests.service_processes import Service, person_token, run_services
 from tests.sso_e2e_support import TIMEOUT, add_person
 
 pytestmark = pytest.mark.integration
@@ -67,201 +56,26 @@ VENDOR_SCOPES = "visas.apply contracts.manage permits.manage occupations.manage 
 VENDOR_EMAIL, WORKER_EMAIL = "hr@demo-trading.example", "maria@mail.example"
 
 
-@dataclass
-class System:
-    hub: HubProcess
-    backends: dict[str, str]
-    tmp: Path
-    loop: LoopThread
-    bus: EventBus
-    events: list[Event]
-    provider: Provider
-    notify: dict[str, Sandbox]
-    notifications_url: str
-
-    def database_url(self) -> str:
-        env = hub_env(self.tmp, self.tmp / "policies", self.hub.port, extra=self.backends)
-        return Settings.from_env(env).database_url
-
-    def token(self, identifier: str) -> dict[str, str]:
-        access = person_token(self.tmp, self.hub, self.backends, identifier)
-        return {"Authorization": f"Bearer {access}"}
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
-            for path in sorted(self.tmp.glob("*.log"))
-        )
-
-
 def _until(check: Callable[[], Any], what: str, seconds: float = 40) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return found
-
-
-def _policies(
-    folder: Path,
-    sandboxes: dict[str, Any],
-    provider: Provider,
-    notify: dict[str, Sandbox],
-    urls: dict[str, str],
-) -> Path:
-    """The repository's policies, pointed at this test's sandboxes and services."""
-    shutil.copytree(ROOT / "policies", folder)
-    adapters = yaml.safe_load((folder / "adapters.yaml").read_text())
-    adapters["adapters"] = [
-        *adapter_document(sandboxes),
-        adapter_item(provider),
-        *notify_adapters(notify),
-    ]
-    (folder / "adapters.yaml").write_text(yaml.safe_dump(adapters))
-    upstreams = yaml.safe_load((folder / "upstreams.yaml").read_text())
-    for upstream in upstreams["upstreams"]:
-        if upstream["id"] in urls:
-            upstream["targets"] = [{"url": urls[upstream["id"]]}]
-    (folder / "upstreams.yaml").write_text(yaml.safe_dump(upstreams))
-    return folder
-
-
-#: module, settings prefix, upstream id in policies/upstreams.yaml, the client's scopes at the
-#: hub (None: no client), a path the hub routes to it
-_SERVICES: tuple[tuple[str, str, str, str | None, str | None], ...] = (
-    ("notifications", "NOTIFICATIONS", "notifications", "notifications.send", None),
-    ("visas", "VISAS", "visas",
-     "registry.visa-eligibility payments.write payments.read payments.refund",
-     "/api/visas/v1/reasons"),
-    ("contracts", "CONTRACTS", "contracts", "registry.employment-contract signatures.sign",
-     "/api/contracts/v1/reasons"),
-    ("work_permits", "PERMITS", "permits", "payments.write payments.read",
-     "/api/permits/v1/reasons"),
-    ("occupations", "OCCUPATIONS", "occupations", None, "/api/occupations/v1/reasons"),
-    ("certificates", "CERTIFICATES", "certificates", "registry.qualification-verification",
-     None),
-    ("compliance", "COMPLIANCE", "compliance", "registry.compliance-monitoring", None),
-)  # fmt: skip
+    return until(check, what, seconds=seconds, interval=0.2)
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory, backends: dict[str, str]) -> Iterator[System]:
+def system(tmp_path_factory: pytest.TempPathFactory, backends: dict[str, str]) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("journey-e2e")
-    namespace = events_namespace()
-    backends = {**backends, "HUB_EVENTS_NAMESPACE": namespace}
-    ports = {module: free_port() for module, *_ in _SERVICES}
-    urls = {upstream: f"http://127.0.0.1:{ports[module]}" for module, _, upstream, *_ in _SERVICES}
-    with (
-        run_sandboxes(tmp / "sandboxes") as sandboxes,
-        run_provider(tmp / "provider") as provider,
-        run_notify_sandboxes(tmp / "notify") as notify,
-    ):
-        policies = _policies(tmp / "policies", sandboxes, provider, notify, urls)
-        env = {
-            "HUB_ACCESS_LOG": "false",
-            "HUB_CONFIG_POLL_SECONDS": "0.5",
-            **secrets_env(),
-            **notify_secrets_env(),
-            "HUB_ADAPTER_SECRET_PAYMENT_PROVIDER_KEY": API_KEY,
-            "HUB_ADAPTER_SECRET_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            **backends,
-        }
-        with run_hub(tmp, policies, env=env) as hub:
-            loop = LoopThread()
-            loop.run(
-                provider.point_webhooks(f"{hub.url}/api/payments/v1/webhooks/payment-provider")
-            )
-            for name, sandbox in notify.items():
-                loop.run(sandbox.point_receipts(f"{hub.url}/api/callbacks/v1/{name}"))
-            hub_settings = Settings.from_env(hub_env(tmp, policies, hub.port, extra=backends))
-            extra = {
-                "NOTIFICATIONS": {"NOTIFICATIONS_DISPATCH_SECONDS": "0.2"},
-                "VISAS": {"VISAS_SWEEP_SECONDS": "3600"},
-                "CONTRACTS": {"CONTRACTS_SWEEP_SECONDS": "3600",
-                              "CONTRACTS_HUB_ISSUER": hub_settings.issuer},
-                "PERMITS": {"PERMITS_SWEEP_SECONDS": "3600"},
-                "OCCUPATIONS": {},
-                "CERTIFICATES": {"CERTIFICATES_REFRESH_SECONDS": "0.5"},
-                "COMPLIANCE": {"COMPLIANCE_REFRESH_SECONDS": "0.5"},
-            }  # fmt: skip
-            services = []
-            for module, prefix, _, scopes, probe in _SERVICES:
-                credentials = None
-                if scopes is not None:
-                    credentials = hub_command(
-                        tmp, hub, backends, "clients", "create", "--name", f"{module} service",
-                        "--owner", module, "--scopes", scopes,
-                    )  # fmt: skip
-                services.append(
-                    Service(module, prefix, ports[module], credentials, extra[prefix], probe)
-                )
-            events: list[Event] = []
-            bus = build_event_bus_for(
-                amqp_url=hub_settings.amqp_url,
-                database_url=hub_settings.database_url,
-                namespace=namespace,
-            )
-
-            async def listen() -> None:  # the test only listens: it publishes nothing
-                async def record(event: Event) -> None:
-                    events.append(event)
-
-                await bus.start()
-                await bus.subscribe(f"{namespace}.test.journey", "#", record)
-
-            loop.run(listen())
-            try:
-                with run_services(tmp, hub, backends, namespace, services):
-                    yield System(
-                        hub=hub,
-                        backends=backends,
-                        tmp=tmp,
-                        loop=loop,
-                        bus=bus,
-                        events=events,
-                        provider=provider,
-                        notify=notify,
-                        notifications_url=urls["notifications"],
-                    )
-            finally:
-                loop.run(bus.aclose())
-                loop.close()
+    services = [NOTIFICATIONS, VISAS, CONTRACTS, PERMITS, OCCUPATIONS, CERTIFICATES, COMPLIANCE]
+    # the test only listens: it publishes nothing
+    with run_fleet(tmp, backends, services, listen={"journey": ["#"]}, notify=True) as fleet:
+        yield fleet
 
 
 async def _arrange(url: str, owner: str, officer: str, vendor: str) -> str:
-    engine = create_engine(url)
-    try:
-        people = PeopleStores.on(engine)
-        establishment = await people.establishments.create(
-            cr_number=CR, name="Demo Trading Co", sector="retail", size="small"
-        )
-        await people.establishments.add_member(establishment.id, owner, "owner")
-        await people.delegations.grant(
-            establishment.id,
-            grantor=owner,
-            scopes=VENDOR_SCOPES.split(),
-            valid_until=datetime.now(UTC) + timedelta(days=30),
-            grantee_client=vendor,
+    async with people_stores(url) as people:
+        establishment = await delegating_establishment(
+            people, CR, "Demo Trading Co", owner, VENDOR_SCOPES.split(), grantee_client=vendor
         )
         await people.staff.grant(officer, "agency_officer", agency="immigration")
-        return establishment.id
-    finally:
-        await engine.dispose()
-
-
-async def _audit(url: str) -> list[Any]:
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as conn:
-            rows = await conn.execute(
-                text(
-                    "SELECT adapter, operation, purpose, record_ref, person_ref"
-                    " FROM registrar_audit"
-                )
-            )
-            return list(rows.all())
-    finally:
-        await engine.dispose()
+        return establishment
 
 
 def _ok(answer: httpx.Response, *status: int) -> dict[str, Any]:
@@ -271,26 +85,17 @@ def _ok(answer: httpx.Response, *status: int) -> dict[str, Any]:
 
 
 def test_visa_contract_permit_occupation_certificate_compliance_notified_and_audited(
-    system: System,
+    system: Fleet,
 ) -> None:
     hub, tmp, backends = system.hub, system.tmp, system.backends
     owner = add_person(tmp, hub, backends, OWNER, "Owner")
     officer = add_person(tmp, hub, backends, OFFICER, "Officer")
     worker = add_person(tmp, hub, backends, WORKER, "Maria", kind="resident")  # one person
-    vendor = hub_command(
-        tmp, hub, backends, "clients", "create", "--name", "HR suite", "--owner", "acme",
-        "--scopes", VENDOR_SCOPES,
-    )  # fmt: skip
+    vendor = system.client("HR suite", "acme", VENDOR_SCOPES)
     establishment = system.loop.run(
         _arrange(system.database_url(), owner, officer, vendor["client_id"])
     )
-    issued_token = httpx.post(
-        f"{hub.url}/oauth2/token",
-        data={"grant_type": "client_credentials", "establishment": CR, "scope": VENDOR_SCOPES},
-        auth=(vendor["client_id"], vendor["client_secret"]),
-        timeout=TIMEOUT,
-    )
-    vendor_auth = {"Authorization": f"Bearer {_ok(issued_token)['access_token']}"}
+    vendor_auth = system.acting_for(vendor, CR, VENDOR_SCOPES)
     # Maria signs in through the SSO login; she and the vendor want e-mail.
     worker_auth = system.token(WORKER)
     preferences = f"{hub.url}/api/notifications/v1/me/preferences"
@@ -526,7 +331,7 @@ def test_visa_contract_permit_occupation_certificate_compliance_notified_and_aud
         address = WORKER_EMAIL if who == "worker" else VENDOR_EMAIL
         ids = {d["provider_id"] for i in items for d in i["deliveries"] if d["channel"] == "email"}
         assert ids <= {m["id"] for m in mails if m["to"] == address}
-    metrics = httpx.get(f"{system.notifications_url}/metrics", timeout=TIMEOUT).text
+    metrics = httpx.get(f"{system.urls['notifications']}/metrics", timeout=TIMEOUT).text
     refused = [
         line
         for line in metrics.splitlines()
@@ -535,7 +340,7 @@ def test_visa_contract_permit_occupation_certificate_compliance_notified_and_aud
     assert all(line.endswith(" 0.0") for line in refused), refused
 
     def applied() -> float:  # each distinct request became one message, the band's included
-        text = httpx.get(f"{system.notifications_url}/metrics", timeout=TIMEOUT).text
+        text = httpx.get(f"{system.urls['notifications']}/metrics", timeout=TIMEOUT).text
         line = 'notifications_events_total{outcome="applied",type="notification.requested"}'
         return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
 
@@ -564,9 +369,7 @@ def test_visa_contract_permit_occupation_certificate_compliance_notified_and_aud
 
     # 9. Every registrar read is in the hub's audit chain, the chain holds, and Maria sees the
     #    read of her certificate.
-    reads = {
-        (r.adapter, r.purpose, r.record_ref) for r in system.loop.run(_audit(system.database_url()))
-    }
+    reads = {(r.adapter, r.purpose, r.record_ref) for r in system.audit()}
     for read in (
         ("commercial-registry", "visa-eligibility", CR),
         ("commercial-registry", "employment-contract", CR),
@@ -574,16 +377,7 @@ def test_visa_contract_permit_occupation_certificate_compliance_notified_and_aud
         ("commercial-registry", "compliance-monitoring", CR),
     ):
         assert read in reads, reads
-    checked = subprocess.run(
-        [sys.executable, "-m", "hub", "audit", "verify"],
-        check=False,
-        env=hub_env(tmp, tmp / "policies", hub.port, extra=backends),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    system.verify_audit()
     seen = _ok(httpx.get(f"{hub.url}/api/me/v1/data-access", headers=worker_auth))
     assert any(
         entry["purpose"]["code"] == "qualification-verification"

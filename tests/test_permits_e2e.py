@@ -14,42 +14,23 @@ service), and a second establishment takes the worker over with the consent of t
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
-import yaml
 
-from hub.backends.events.base import Event, EventBus
-from hub.backends.factory import build_event_bus_for
-from hub.db.engine import create_engine
-from hub.db.people_store import PeopleStores
-from hub.settings import Settings
-from tests.browser import Browser
-from tests.fixtures_services import events_namespace, free_port
-from tests.helpers import LoopThread
-from tests.hubproc import ROOT, HubProcess, hub_command, hub_env, run_hub, wait_http
-from tests.payments_support import API_KEY, WEBHOOK_SECRET, Provider, adapter_item, run_provider
-from tests.registrars import adapter_document, run_sandboxes, secrets_env
-from tests.sandbox_support import stop_processes
-from tests.sso_e2e_support import (
-    APP_CB,
-    TIMEOUT,
-    AuthorizeRequest,
-    add_person,
-    first_party_app,
-    public_client,
-    query_of,
-    sign_in,
+from hub.backends.events.base import Event
+from tests.fleet_support import (
+    PERMITS,
+    VISAS,
+    Fleet,
+    delegating_establishment,
+    people_stores,
+    run_fleet,
+    until,
 )
+from tests.sso_e2e_support import TIMEOUT, add_person
 
 pytestmark = pytest.mark.integration
 
@@ -57,225 +38,26 @@ CR_A = "4030000001"  # Demo Trading Co in the sandbox commercial registry
 CR_B = "4030000005"  # Tiny Shop
 # the sign-in tests make citizens (national IDs); a resident worker would be the same here
 OWNER, WORKER = "1000000201", "1000000301"
-POLICIES = ROOT / "policies"
 SCOPES = "visas.apply permits.manage"
 
 
-@dataclass
-class System:
-    hub: HubProcess
-    provider: Provider
-    backends: dict[str, str]
-    tmp: Path
-    loop: LoopThread
-    bus: EventBus
-    seen: list[Event]
-
-    def database_url(self) -> str:
-        env = hub_env(self.tmp, self.tmp / "policies", self.hub.port, extra=self.backends)
-        return Settings.from_env(env).database_url
-
-
-def _policies(
-    folder: Path, sandboxes: dict[str, Any], provider: Provider, urls: dict[str, str]
-) -> Path:
-    """The repository's policies, pointed at this test's sandboxes and services."""
-    shutil.copytree(POLICIES, folder)
-    adapters = yaml.safe_load((folder / "adapters.yaml").read_text())
-    keep = [a for a in adapters["adapters"] if a["id"] in {"sms-provider", "email-provider"}]
-    adapters["adapters"] = [*adapter_document(sandboxes), adapter_item(provider), *keep]
-    (folder / "adapters.yaml").write_text(yaml.safe_dump(adapters))
-    upstreams = yaml.safe_load((folder / "upstreams.yaml").read_text())
-    for upstream in upstreams["upstreams"]:
-        if upstream["id"] in urls:
-            upstream["targets"] = [{"url": urls[upstream["id"]]}]
-    (folder / "upstreams.yaml").write_text(yaml.safe_dump(upstreams))
-    return folder
-
-
-def _service(
-    tmp: Path,
-    hub: HubProcess,
-    backends: dict[str, str],
-    module: str,
-    prefix: str,
-    port: int,
-    credentials: dict[str, str],
-    namespace: str,
-) -> subprocess.Popen[bytes]:
-    """Start ``python -m services.<module>`` with its ``<prefix>_*`` settings."""
-    hub_settings = Settings.from_env(hub_env(tmp, tmp / "policies", hub.port, extra=backends))
-    env = {
-        f"{prefix}_PORT": str(port),
-        f"{prefix}_DATA_DIR": str(tmp / module),
-        f"{prefix}_HUB_URL": hub.url,
-        f"{prefix}_CLIENT_ID": credentials["client_id"],
-        f"{prefix}_CLIENT_SECRET": credentials["client_secret"],
-        f"{prefix}_EVENTS_NAMESPACE": namespace,
-        f"{prefix}_SWEEP_SECONDS": "3600",
-    }
-    if hub_settings.amqp_url:  # the real set: RabbitMQ, and its own schema in PostgreSQL
-        env[f"{prefix}_AMQP_URL"] = hub_settings.amqp_url
-        env[f"{prefix}_DATABASE_URL"] = hub_settings.database_url
-        env[f"{prefix}_DATABASE_SCHEMA"] = module
-    else:  # the embedded set: its own SQLite file, the bus in the hub's database
-        env[f"{prefix}_BUS_DATABASE_URL"] = hub_settings.database_url
-    clean = {
-        k: v
-        for k, v in hub_env(tmp, tmp / "policies", hub.port).items()
-        if not k.startswith(("VISAS_", "PERMITS_"))
-    }
-    with (tmp / f"{module}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", f"services.{module}"],
-            env={**clean, **env},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory, backends: dict[str, str]) -> Iterator[System]:
+def system(tmp_path_factory: pytest.TempPathFactory, backends: dict[str, str]) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("permits-e2e")
-    namespace = events_namespace()
-    backends = {**backends, "HUB_EVENTS_NAMESPACE": namespace}
-    ports = {"visas": free_port(), "permits": free_port()}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    with run_sandboxes(tmp / "sandboxes") as sandboxes, run_provider(tmp / "provider") as provider:
-        policies = _policies(tmp / "policies", sandboxes, provider, urls)
-        env = {
-            "HUB_ACCESS_LOG": "false",
-            "HUB_CONFIG_POLL_SECONDS": "0.5",
-            **secrets_env(),
-            "HUB_ADAPTER_SECRET_PAYMENT_PROVIDER_KEY": API_KEY,
-            "HUB_ADAPTER_SECRET_PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            **backends,
-        }
-        with run_hub(tmp, policies, env=env) as hub:
-            loop = LoopThread()
-            loop.run(
-                provider.point_webhooks(f"{hub.url}/api/payments/v1/webhooks/payment-provider")
-            )
-            visas_client = hub_command(
-                tmp, hub, backends, "clients", "create", "--name", "Visa service",
-                "--owner", "visas", "--scopes",
-                "registry.visa-eligibility payments.write payments.read payments.refund",
-            )  # fmt: skip
-            permits_client = hub_command(
-                tmp, hub, backends, "clients", "create", "--name", "Work permits service",
-                "--owner", "permits", "--scopes", "payments.write payments.read",
-            )  # fmt: skip
-            processes = [
-                _service(tmp, hub, backends, "visas", "VISAS", ports["visas"], visas_client,
-                         namespace),
-                _service(tmp, hub, backends, "work_permits", "PERMITS", ports["permits"],
-                         permits_client, namespace),
-            ]  # fmt: skip
-            hub_settings = Settings.from_env(hub_env(tmp, policies, hub.port, extra=backends))
-            seen: list[Event] = []
-            bus = build_event_bus_for(
-                amqp_url=hub_settings.amqp_url,
-                database_url=hub_settings.database_url,
-                namespace=namespace,
-            )
-
-            async def listen() -> None:
-                async def record(event: Event) -> None:
-                    seen.append(event)
-
-                await bus.start()
-                await bus.subscribe(f"{namespace}.test.permits", "permit.#", record)
-                await bus.subscribe(
-                    f"{namespace}.test.notifications", "notification.requested", record
-                )
-
-            try:
-                loop.run(listen())
-                for (name, url), process in zip(urls.items(), processes, strict=True):
-                    assert wait_http(f"{url}/healthz", 30, process=process), (
-                        tmp / f"{'work_permits' if name == 'permits' else name}.log"
-                    ).read_text()
-                # the hub marks the new upstreams healthy at their next probe
-                deadline = time.monotonic() + 20
-                for path in ("/api/visas/v1/reasons", "/api/permits/v1/reasons"):
-                    while httpx.get(f"{hub.url}{path}", timeout=5).status_code != 200:
-                        assert time.monotonic() < deadline, f"the hub never reached {path}"
-                        time.sleep(0.2)
-                yield System(
-                    hub=hub,
-                    provider=provider,
-                    backends=backends,
-                    tmp=tmp,
-                    loop=loop,
-                    bus=bus,
-                    seen=seen,
-                )
-            finally:
-                loop.run(bus.aclose())
-                loop.close()
-                stop_processes(processes)
+    listen = {"permits": ["permit.#"], "notifications": ["notification.requested"]}
+    with run_fleet(tmp, backends, [VISAS, PERMITS], listen=listen) as fleet:
+        yield fleet
 
 
 async def _arrange(url: str, owner: str, vendors: dict[str, str]) -> dict[str, str]:
     """Two establishments, each delegating visas.apply and permits.manage to its vendor."""
-    engine = create_engine(url)
-    try:
-        people = PeopleStores.on(engine)
-        made: dict[str, str] = {}
-        for cr, name in ((CR_A, "Demo Trading Co"), (CR_B, "Tiny Shop")):
-            establishment = await people.establishments.create(
-                cr_number=cr, name=name, sector="retail", size="small"
+    async with people_stores(url) as people:
+        return {
+            cr: await delegating_establishment(
+                people, cr, name, owner, SCOPES.split(), grantee_client=vendors[cr]
             )
-            await people.establishments.add_member(establishment.id, owner, "owner")
-            await people.delegations.grant(
-                establishment.id,
-                grantor=owner,
-                scopes=SCOPES.split(),
-                valid_until=datetime.now(UTC) + timedelta(days=30),
-                grantee_client=vendors[cr],
-            )
-            made[cr] = establishment.id
-        return made
-    finally:
-        await engine.dispose()
-
-
-def _vendor_token(hub: HubProcess, vendor: dict[str, str], cr: str) -> dict[str, str]:
-    answer = httpx.post(
-        f"{hub.url}/oauth2/token",
-        data={"grant_type": "client_credentials", "establishment": cr, "scope": SCOPES},
-        auth=(vendor["client_id"], vendor["client_secret"]),
-        timeout=TIMEOUT,
-    )
-    assert answer.status_code == 200, answer.text
-    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
-
-
-def _person_token(system: System, identifier: str) -> dict[str, str]:
-    app = first_party_app(system.tmp, system.hub, system.backends)
-    with public_client(app) as oauth, Browser() as browser:
-        request = AuthorizeRequest(oauth, system.hub)
-        answer = browser.follow(
-            sign_in(browser, browser.follow(browser.get(request.url)), identifier), stop_at=APP_CB
-        )
-        location = answer.headers["location"]
-        assert query_of(location)["state"] == request.state
-        token = oauth.fetch_token(
-            f"{system.hub.url}/oauth2/token",
-            authorization_response=location,
-            state=request.state,
-            code_verifier=request.verifier,
-        )
-    return {"Authorization": f"Bearer {token['access_token']}"}
-
-
-def _until(check: Callable[[], Any], what: str, seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-    return found
+            for cr, name in ((CR_A, "Demo Trading Co"), (CR_B, "Tiny Shop"))
+        }
 
 
 def _contract_activated(
@@ -299,32 +81,17 @@ def _contract_activated(
     )
 
 
-def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: System) -> None:
+def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Fleet) -> None:
     hub, tmp, backends = system.hub, system.tmp, system.backends
     owner = add_person(tmp, hub, backends, OWNER, "Owner")
     worker = add_person(tmp, hub, backends, WORKER, "Ravi")
-    vendors = {
-        cr: hub_command(
-            tmp,
-            hub,
-            backends,
-            "clients",
-            "create",
-            "--name",
-            f"HR suite {cr}",
-            "--owner",
-            f"acme-{cr}",
-            "--scopes",
-            SCOPES,
-        )
-        for cr in (CR_A, CR_B)
-    }
+    vendors = {cr: system.client(f"HR suite {cr}", f"acme-{cr}", SCOPES) for cr in (CR_A, CR_B)}
     ids = system.loop.run(
         _arrange(system.database_url(), owner, {cr: v["client_id"] for cr, v in vendors.items()})
     )
     est_a, est_b = ids[CR_A], ids[CR_B]
-    vendor_a = _vendor_token(hub, vendors[CR_A], CR_A)
-    vendor_b = _vendor_token(hub, vendors[CR_B], CR_B)
+    vendor_a = system.acting_for(vendors[CR_A], CR_A, SCOPES)
+    vendor_b = system.acting_for(vendors[CR_B], CR_B, SCOPES)
 
     # 1. A work visa, issued by the visa service's automatic rules once its fee is captured.
     application = httpx.post(
@@ -346,7 +113,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
     )
     assert application.status_code == 201, application.text
     view = f"{hub.url}/api/visas/v1/applications/{application.json()['id']}"
-    issued = _until(
+    issued = until(
         lambda: (
             (v := httpx.get(view, headers=vendor_a, timeout=TIMEOUT).json())["state"] == "issued"
             and v
@@ -359,7 +126,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
     permits = f"{hub.url}/api/permits/v1/establishments/{est_a}/permits"
     body = {"visa_number": visa_number, "contract_id": "ct-e2e-a"}
     headers = {**vendor_a, "Idempotency-Key": "permit-1"}
-    early = _until(
+    early = until(
         lambda: (
             (a := httpx.post(permits, json=body, headers=headers, timeout=TIMEOUT))
             .json()
@@ -373,7 +140,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
 
     # 3. The contract is activated (the contracts service's event, published by this test).
     system.loop.run(system.bus.publish(_contract_activated("ct-e2e-a", est_a, worker, visa_number)))
-    answer = _until(
+    answer = until(
         lambda: (
             (a := httpx.post(permits, json=body, headers=headers, timeout=TIMEOUT)).status_code
             in {200, 201}
@@ -389,7 +156,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
     replay = httpx.post(permits, json=body, headers=headers, timeout=TIMEOUT)
     assert (replay.status_code, replay.json()["id"]) == (200, permit["id"])
     url = f"{hub.url}/api/permits/v1/permits/{permit['id']}"
-    mine = _person_token(system, WORKER)
+    mine = system.token(WORKER)
     assert httpx.get(url, headers=mine, timeout=TIMEOUT).status_code == 200
     assert httpx.get(url, headers=vendor_b, timeout=TIMEOUT).status_code == 404
 
@@ -402,7 +169,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
         f"{url}/renew", headers={**vendor_a, "Idempotency-Key": "renew-1"}, timeout=TIMEOUT
     )
     assert again.status_code == 200
-    renewed = _until(
+    renewed = until(
         lambda: (
             (p := httpx.get(url, headers=vendor_a, timeout=TIMEOUT).json())["renewals"] == 1 and p
         ),
@@ -410,7 +177,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
     )
     assert renewed["state"] == "active"
     assert renewed["expires_on"] > permit["expires_on"]
-    book = system.loop.run(system.provider.book())
+    book = system.loop.run(system.payments().book())
     assert len([i for i in book["intents"] if i["amount"] == 96_000]) == 1  # one charge
 
     # 5. A transfer to the second establishment: its vendor asks (its consent), the worker
@@ -418,7 +185,7 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
     #    establishment's consent.
     system.loop.run(system.bus.publish(_contract_activated("ct-e2e-b", est_b, worker, visa_number)))
     transfers = f"{hub.url}/api/permits/v1/establishments/{est_b}/transfers"
-    requested = _until(
+    requested = until(
         lambda: (
             (
                 a := httpx.post(
@@ -455,16 +222,16 @@ def test_visa_contract_permit_renewal_and_transfer_through_the_hub(system: Syste
 
     # 6. Each step's domain event and notification requests are on the bus.
     for step in ("issued", "renewed", "transferred"):
-        _until(
+        until(
             lambda step=step: any(
                 e.type == f"permit.{step}" and e.payload["permit_id"] == permit["id"]
-                for e in system.seen
+                for e in system.events
             ),
             f"no permit.{step} event",
         )
-        notices = _until(
+        notices = until(
             lambda step=step: [
-                e for e in system.seen
+                e for e in system.events
                 if e.type == "notification.requested" and e.payload["template"] == f"permit.{step}"
             ],
             f"no permit.{step} notification",
