@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from hub.backends.events.memory import MemoryEventBus
 from services.certificates.app import create_app
 from services.certificates.settings import CertificateSettings
-from tests.registry_support import RegistryHub, Running, drop_schema, running
+from tests.registry_support import RegistryHub, Running
+from tests.service_support import principal, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/certificates/v1"
@@ -69,13 +69,8 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
-    if postgres:
-        await drop_schema(database_url, "certificates")
     settings = CertificateSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/c.db",
-        database_schema="certificates" if postgres else None,
+        **await storage(database_url, tmp_path, "certificates"),
         hub_url=ISSUER,
         client_id="certificates-service",
         client_secret="s3cret",
@@ -83,12 +78,9 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         retry_seconds=3600,
     )
     hub = RegistryHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    probe = hub.token("p-probe", audience="certificates")
-    async with running(
-        app, bus, probe=f"{BASE}/me/certificates", headers=World.auth(probe)
-    ) as service:
+    probe = principal(hub, "p-probe", audience="certificates")
+    url = f"{BASE}/me/certificates"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
         yield World(service, hub)
 
 

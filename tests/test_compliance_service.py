@@ -17,10 +17,10 @@ import jsonschema
 import pytest
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
 from services.compliance.app import create_app
 from services.compliance.settings import ComplianceSettings
-from tests.registry_support import RegistryHub, Running, drop_schema, running
+from tests.registry_support import RegistryHub, Running
+from tests.service_support import principal, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/compliance/v1"
@@ -99,13 +99,8 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
-    if postgres:
-        await drop_schema(database_url, "compliance")
     settings = ComplianceSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/k.db",
-        database_schema="compliance" if postgres else None,
+        **await storage(database_url, tmp_path, "compliance"),
         hub_url=ISSUER,
         client_id="compliance-service",
         client_secret="s3cret",
@@ -113,11 +108,10 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         refresh_seconds=3600,
     )
     hub = RegistryHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    probe = {"x-hub-principal-token": hub.token("p-probe", audience="compliance")}
-    async with running(app, bus, probe=f"{BASE}/establishments/x/standing", headers=probe) as s:
-        yield World(s, hub)
+    probe = principal(hub, "p-probe", audience="compliance")
+    url = f"{BASE}/establishments/x/standing"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 def schema(name: str) -> dict[str, Any]:

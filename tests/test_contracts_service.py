@@ -21,17 +21,16 @@ import jsonschema
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from litestar import Litestar
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from hub.errors import ConfigError
 from services.contracts.app import create_app
 from services.contracts.settings import ContractSettings
 from services.contracts.store import contracts, signatures
 from tests.contracts_support import ISSUER, ContractsHub
+from tests.registry_support import Running
+from tests.service_support import principal, serve, storage
 
 EST = "est_demo"
 OTHER = "est_other"
@@ -73,14 +72,12 @@ def as_header(token: str) -> dict[str, str]:
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: ContractsHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: ContractsHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.events: list[Event] = []
+        self.bus = service.bus
+        self.events = service.events
         token = hub.token
         self.owner = as_header(token("p-owner", memberships=(f"{EST}:owner",)))
         self.hr = as_header(token("p-hr", delegated=(f"{EST}:contracts.manage",)))
@@ -158,50 +155,18 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = ContractSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/contracts.db",
-        database_schema="contracts" if postgres else None,
+        **await storage(database_url, tmp_path, "contracts"),
         hub_url=ISSUER,
         client_id="contracts-service",
         client_secret="s3cret",
         sweep_seconds=3600,
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS contracts CASCADE"))
-        await engine.dispose()
     hub = ContractsHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://contracts.test") as client:
-        world = World(app, client, hub, bus)
-
-        async def record(event: Event) -> None:
-            world.events.append(event)
-
-        await bus.subscribe("test.contracts", "#", record)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (await world.get("/contracts/x", world.owner)).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-owner", memberships=(f"{EST}:owner",))
+    url = "/api/contracts/v1/contracts/x"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- the whole life of a contract -----------------------------------------------------------

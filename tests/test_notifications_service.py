@@ -14,22 +14,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from litestar import Litestar
-from sqlalchemy import text
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from services.notifications.app import REQUESTS_QUEUE, create_app
 from services.notifications.domain import Preferences, advance, mask, plan
 from services.notifications.settings import NotificationSettings
 from services.notifications.templates import FSI, PDI, render
 from tests.notifications_support import NotifyHub
+from tests.registry_support import Running
+from tests.service_support import principal, serve, storage
 from tests.visas_support import ISSUER
 
 CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "notifications"
@@ -71,13 +68,11 @@ def requested(
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: NotifyHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: NotifyHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
+        self.bus = service.bus
         self.aisha = {"x-hub-principal-token": hub.token("p-aisha", audience="notifications")}
         self.omar = {"x-hub-principal-token": hub.token("p-omar", audience="notifications")}
         self.vendor = {
@@ -150,11 +145,8 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = NotificationSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/n.db",
-        database_schema="notifications" if postgres else None,
+        **await storage(database_url, tmp_path, "notifications"),
         hub_url=ISSUER,
         client_id="notifications-service",
         client_secret="s3cret",
@@ -164,35 +156,10 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         receipt_seconds=0.3,
         bus_database_url="unused",
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS notifications CASCADE"))
-        await engine.dispose()
     hub = NotifyHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notify.test") as client:
-        world = World(app, client, hub, bus)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (await client.get(INBOX, headers=world.aisha)).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-aisha", audience="notifications")
+    async with serve(create_app, settings, hub, probe=INBOX, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- the pipeline ---------------------------------------------------------------------------

@@ -17,10 +17,10 @@ import jsonschema
 import pytest
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
 from services.occupations.app import create_app
 from services.occupations.settings import OccupationSettings
-from tests.registry_support import RegistryHub, Running, drop_schema, running
+from tests.registry_support import RegistryHub, Running
+from tests.service_support import principal, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/occupations/v1"
@@ -107,21 +107,15 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
-    if postgres:
-        await drop_schema(database_url, "occupations")
     settings = OccupationSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/o.db",
-        database_schema="occupations" if postgres else None,
+        **await storage(database_url, tmp_path, "occupations"),
         hub_url=ISSUER,
         bus_database_url="unused",
     )
     hub = RegistryHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    probe = {"x-hub-principal-token": hub.token("p-probe", audience="occupations")}
-    async with running(app, bus, probe=f"{BASE}/me/change-requests", headers=probe) as service:
+    probe = principal(hub, "p-probe", audience="occupations")
+    url = f"{BASE}/me/change-requests"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
         yield World(service, hub)
 
 

@@ -19,17 +19,16 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
-from litestar import Litestar
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from hub.events.tables import processed_events
 from services.work_permits.app import create_app
 from services.work_permits.domain import RENEWAL_FEE
 from services.work_permits.notices import REFERENCE_PREFIX
 from services.work_permits.settings import PermitSettings
+from tests.registry_support import Running
+from tests.service_support import principal, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST, OTHER = "est_demo", "est_other"
@@ -93,14 +92,12 @@ def contract_event(
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: FakeHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: FakeHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.events: list[Event] = []
+        self.bus = service.bus
+        self.events = service.events
 
         def token(subject: str, **kwargs: Any) -> dict[str, str]:
             return {"x-hub-principal-token": hub.token(subject, audience="permits", **kwargs)}
@@ -205,52 +202,19 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = PermitSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/permits.db",
-        database_schema="work_permits" if postgres else None,
+        **await storage(database_url, tmp_path, "work_permits"),
         hub_url=ISSUER,
         client_id="permits-service",
         client_secret="s3cret",
         sweep_seconds=3600,
         reminder_days=30,
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS work_permits CASCADE"))
-        await engine.dispose()
     hub = FakeHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://permits.test") as client:
-        world = World(app, client, hub, bus)
-
-        async def record(event: Event) -> None:
-            world.events.append(event)
-
-        await bus.subscribe("test.permits", "permit.#", record)
-        await bus.subscribe("test.notifications", "notification.requested", record)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (await world.get("wp_x")).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-officer", audience="permits", roles=("agency_officer",))
+    url = "/api/permits/v1/permits/wp_x"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- issue ----------------------------------------------------------------------------------

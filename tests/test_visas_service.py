@@ -13,18 +13,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
-from litestar import Litestar
-from sqlalchemy import text
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from services.visas.app import create_app
 from services.visas.settings import VisaSettings
 from services.visas.workflow import REFERENCE_PREFIX
+from tests.registry_support import Running
+from tests.service_support import principal, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST = "est_demo"
@@ -56,14 +53,12 @@ def work_body(**changes: Any) -> dict[str, Any]:
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: FakeHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: FakeHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.events: list[Event] = []
+        self.bus = service.bus
+        self.events = service.events
         self.owner = {"x-hub-principal-token": hub.token("p-owner", memberships=(f"{EST}:owner",))}
         self.vendor = {
             "x-hub-principal-token": hub.token(
@@ -120,53 +115,19 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = VisaSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/visas.db",
-        database_schema="visas" if postgres else None,
+        **await storage(database_url, tmp_path, "visas"),
         hub_url=ISSUER,
         client_id="visas-service",
         client_secret="s3cret",
         verification_key="test-key",
         sweep_seconds=3600,
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS visas CASCADE"))
-        await engine.dispose()
     hub = FakeHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://visas.test") as client:
-        world = World(app, client, hub, bus)
-
-        async def record(event: Event) -> None:
-            world.events.append(event)
-
-        await bus.subscribe("test.visas", "#", record)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (
-                await client.get("/api/visas/v1/applications/x", headers=world.officer)
-            ).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-officer", roles=("agency_officer",))
+    url = "/api/visas/v1/applications/x"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
