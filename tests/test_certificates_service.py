@@ -40,18 +40,14 @@ class World:
         self.service = service
         self.client = service.client
         self.hub = hub
-        self.aisha = self.auth(hub.token("p-aisha", audience="certificates"))
-        self.omar = self.auth(hub.token("p-omar", audience="certificates"))
-        self.hr = self.auth(
-            hub.token("p-hr", delegated=(f"{EST}:certificates.read",), audience="certificates")
+        self.aisha = principal(hub, "p-aisha", audience="certificates")
+        self.omar = principal(hub, "p-omar", audience="certificates")
+        self.hr = principal(
+            hub, "p-hr", delegated=(f"{EST}:certificates.read",), audience="certificates"
         )
-        self.owner_other = self.auth(
-            hub.token("p-other", memberships=(f"{OTHER}:owner",), audience="certificates")
+        self.owner_other = principal(
+            hub, "p-other", memberships=(f"{OTHER}:owner",), audience="certificates"
         )
-
-    @staticmethod
-    def auth(token: str) -> dict[str, str]:
-        return {"x-hub-principal-token": token}
 
     async def submit(self, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         return await self.client.post(
@@ -113,15 +109,13 @@ async def test_a_worker_submits_a_certificate_the_registry_verifies(world: World
 
 async def test_the_holder_is_who_the_hub_says_signed_in_not_the_id_typed_in(world: World) -> None:
     """The token's national_id (the hub's records) is compared with the registry's holder."""
-    omar = world.auth(world.hub.token("p-omar", audience="certificates", national_id="1000000002"))
+    omar = principal(world.hub, "p-omar", audience="certificates", national_id="1000000002")
     posing = await world.submit(claim(national_id="1000000001"), headers=omar)  # Aisha's ID
     assert posing.status_code == 201, posing.text
     assert (posing.json()["state"], posing.json()["mismatches"]) == ("mismatch", ["holder"])
     assert posing.json()["registry"] is None  # Aisha's record is not shown to Omar
     assert posing.json()["national_id"] == "1000000002"
-    aisha = world.auth(
-        world.hub.token("p-aisha", audience="certificates", national_id="1000000001")
-    )
+    aisha = principal(world.hub, "p-aisha", audience="certificates", national_id="1000000001")
     typo = await world.submit(claim(national_id="1000000003"), headers=aisha)  # a typo
     assert typo.status_code == 201, typo.text
     assert typo.json()["state"] == "verified"
@@ -244,11 +238,11 @@ async def test_bad_bodies_are_problems_and_change_nothing(world: World, body: An
 async def test_tokens_and_principals(world: World) -> None:
     missing = await world.client.post(f"{BASE}/me/certificates", content=json.dumps(claim()))
     assert missing.status_code == 401
-    forged = World.auth(RegistryHub().token("p-aisha", audience="certificates"))
+    forged = principal(RegistryHub(), "p-aisha", audience="certificates")
     assert (await world.submit(headers=forged)).status_code == 401
-    wrong_audience = World.auth(world.hub.token("p-aisha", audience="visas"))
+    wrong_audience = principal(world.hub, "p-aisha", audience="visas")
     assert (await world.submit(headers=wrong_audience)).status_code == 401
-    client = World.auth(world.hub.token("c-1", kind="client", audience="certificates"))
+    client = principal(world.hub, "c-1", kind="client", audience="certificates")
     refused = await world.submit(headers=client)
     assert refused.status_code == 403
     assert (await world.client.get(f"{BASE}/me/certificates", headers=client)).status_code == 403
@@ -307,14 +301,12 @@ async def test_shared_certificates_are_seen_by_that_establishments_hr_only(world
     assert one.status_code == 200
 
     # another establishment's owner, a person without the delegation, a vendor not acting for it
-    vendor = World.auth(
-        world.hub.token(
-            "c-v", kind="client", establishment=OTHER,
-            delegated=(f"{EST}:certificates.read",), audience="certificates",
-        )
+    vendor = principal(
+        world.hub, "c-v", kind="client", establishment=OTHER,
+        delegated=(f"{EST}:certificates.read",), audience="certificates",
     )  # fmt: skip
-    visas_only = World.auth(
-        world.hub.token("p-v", delegated=(f"{EST}:visas.apply",), audience="certificates")
+    visas_only = principal(
+        world.hub, "p-v", delegated=(f"{EST}:visas.apply",), audience="certificates"
     )
     for headers in (world.owner_other, world.omar, vendor, visas_only):
         for path in (listing, f"{listing}/{mine['id']}"):

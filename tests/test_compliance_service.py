@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,7 @@ class World:
         self.service = service
         self.client = service.client
         self.hub = hub
-
-        def auth(subject: str, **claims: Any) -> dict[str, str]:
-            return {"x-hub-principal-token": hub.token(subject, audience="compliance", **claims)}
-
-        self.auth = auth
+        self.auth = auth = partial(principal, hub, audience="compliance")
         self.owner = auth("p-owner", memberships=(f"{EST}:owner",))
         self.hr = auth("p-hr", delegated=(f"{EST}:compliance.read",))
         self.officer = auth("p-officer", roles=("agency_officer",))
@@ -260,7 +257,7 @@ async def test_who_may_read_a_standing(world: World) -> None:
 
 async def test_tokens(world: World) -> None:
     assert (await world.client.get(f"{BASE}/establishments/{EST}/standing")).status_code == 401
-    forged = {"x-hub-principal-token": RegistryHub().token("p-hr", audience="compliance")}
+    forged = principal(RegistryHub(), "p-hr", audience="compliance")
     assert (await world.standing(forged)).status_code == 401
-    elsewhere = {"x-hub-principal-token": world.hub.token("p-hr", audience="visas")}
+    elsewhere = principal(world.hub, "p-hr", audience="visas")
     assert (await world.standing(elsewhere)).status_code == 401

@@ -67,10 +67,6 @@ def draft_body(**changes: Any) -> dict[str, Any]:
     return body
 
 
-def as_header(token: str) -> dict[str, str]:
-    return {"x-hub-principal-token": token}
-
-
 class World:
     def __init__(self, service: Running, hub: ContractsHub) -> None:
         self.app = service.app
@@ -78,25 +74,20 @@ class World:
         self.hub = hub
         self.bus = service.bus
         self.events = service.events
-        token = hub.token
-        self.owner = as_header(token("p-owner", memberships=(f"{EST}:owner",)))
-        self.hr = as_header(token("p-hr", delegated=(f"{EST}:contracts.manage",)))
-        self.reader = as_header(token("p-reader", delegated=(f"{EST}:contracts.read",)))
-        self.vendor = as_header(
-            token(
-                "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
-                delegated=(f"{EST}:contracts.manage",),
-            )
+        self.owner = principal(hub, "p-owner", memberships=(f"{EST}:owner",))
+        self.hr = principal(hub, "p-hr", delegated=(f"{EST}:contracts.manage",))
+        self.reader = principal(hub, "p-reader", delegated=(f"{EST}:contracts.read",))
+        self.vendor = principal(
+            hub, "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
+            delegated=(f"{EST}:contracts.manage",),
         )  # fmt: skip
-        self.visa_vendor = as_header(
-            token(
-                "c-visas", kind="client", client_id="c-visas", establishment=EST,
-                delegated=(f"{EST}:visas.apply",),
-            )
+        self.visa_vendor = principal(
+            hub, "c-visas", kind="client", client_id="c-visas", establishment=EST,
+            delegated=(f"{EST}:visas.apply",),
         )  # fmt: skip
-        self.employee = as_header(token(EMPLOYEE))
-        self.stranger = as_header(token("p-stranger", memberships=(f"{OTHER}:owner",)))
-        self.other_person = as_header(token("p-else"))
+        self.employee = principal(hub, EMPLOYEE)
+        self.stranger = principal(hub, "p-stranger", memberships=(f"{OTHER}:owner",))
+        self.other_person = principal(hub, "p-else")
 
     async def draft(
         self, body: Any = None, *, key: str = "k-1", headers: dict[str, str] | None = None
@@ -538,7 +529,7 @@ async def test_a_suspended_establishment_says_its_status(world: World) -> None:
 
 async def test_a_cr_number_bound_to_another_establishment_is_refused(world: World) -> None:
     assert (await world.draft()).status_code == 201
-    tiny = as_header(world.hub.token("p-tiny", memberships=("est_tiny:owner",)))
+    tiny = principal(world.hub, "p-tiny", memberships=("est_tiny:owner",))
     answer = await world.client.post(
         "/api/contracts/v1/establishments/est_tiny/contracts",
         json=draft_body(),
@@ -645,13 +636,13 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     assert bad_key.json()["code"] == "invalid_header"
     no_token = await world.client.post(url, json=draft_body(), headers={"idempotency-key": "k"})
     assert no_token.status_code == 401
-    forged = as_header(ContractsHub().token("p-owner", memberships=(f"{EST}:owner",)))
+    forged = principal(ContractsHub(), "p-owner", memberships=(f"{EST}:owner",))
     refused = await world.client.post(
         url, json=draft_body(), headers={**forged, "idempotency-key": "k"}
     )
     assert refused.status_code == 401
     assert refused.json()["code"] == "invalid_token"
-    wrong = as_header(world.hub.token("p-owner", memberships=(f"{EST}:owner",), audience="visas"))
+    wrong = principal(world.hub, "p-owner", memberships=(f"{EST}:owner",), audience="visas")
     assert (await world.client.get(url, headers=wrong)).status_code == 401
     assert (await world.counts())["contracts"] == 0
 
@@ -689,15 +680,15 @@ async def test_outsiders_see_no_contract_on_any_endpoint(world: World) -> None:
         "stranger": world.stranger,
         "another person": world.other_person,
         "a vendor without contracts.*": world.visa_vendor,
-        "another establishment's vendor": as_header(
-            world.hub.token("c-2", kind="client", client_id="c-2", establishment=OTHER,
-                            delegated=(f"{OTHER}:contracts.manage",))
+        "another establishment's vendor": principal(
+            world.hub, "c-2", kind="client", client_id="c-2", establishment=OTHER,
+            delegated=(f"{OTHER}:contracts.manage",),
         ),
-        "a vendor naming the establishment without a delegation": as_header(
-            world.hub.token("c-3", kind="client", client_id="c-3", establishment=EST)
+        "a vendor naming the establishment without a delegation": principal(
+            world.hub, "c-3", kind="client", client_id="c-3", establishment=EST
         ),
-        "the employee's id from another identity provider": as_header(
-            world.hub.token(EMPLOYEE, idp="https://elsewhere.example")
+        "the employee's id from another identity provider": principal(
+            world.hub, EMPLOYEE, idp="https://elsewhere.example"
         ),
     }  # fmt: skip
     for who, headers in outsiders.items():
@@ -745,7 +736,7 @@ async def test_establishment_listings_are_the_establishments_own(world: World) -
         drafted = await world.draft(headers=headers, key="nope")
         assert drafted.json()["code"] == "establishment_not_permitted"
     assert (await world.get("/me/contracts", world.other_person)).json()["items"] == []
-    elsewhere = as_header(world.hub.token(EMPLOYEE, idp="https://elsewhere.example"))
+    elsewhere = principal(world.hub, EMPLOYEE, idp="https://elsewhere.example")
     assert (await world.get("/me/contracts", elsewhere)).json()["items"] == []
     assert (await world.get("/me/contracts", world.vendor)).json()["items"] == []
     for params in ({"state": "flying"}, {"limit": "0"}, {"cursor": "zz"}, {"colour": "red"}):

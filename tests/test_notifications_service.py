@@ -73,13 +73,11 @@ class World:
         self.client = service.client
         self.hub = hub
         self.bus = service.bus
-        self.aisha = {"x-hub-principal-token": hub.token("p-aisha", audience="notifications")}
-        self.omar = {"x-hub-principal-token": hub.token("p-omar", audience="notifications")}
-        self.vendor = {
-            "x-hub-principal-token": hub.token(
-                "c-vendor", kind="client", client_id="c-vendor", audience="notifications"
-            )
-        }
+        self.aisha = principal(hub, "p-aisha", audience="notifications")
+        self.omar = principal(hub, "p-omar", audience="notifications")
+        self.vendor = principal(
+            hub, "c-vendor", kind="client", client_id="c-vendor", audience="notifications"
+        )
 
     @property
     def service(self) -> Any:
@@ -446,17 +444,11 @@ async def test_an_establishments_messages_are_its_owners_and_its_acting_applicat
     await world.publish(
         requested("compliance.est_a.1.green", kind="establishment", subject="est_a", email=None)
     )
-    token = world.hub.token
-    owner = {
-        "x-hub-principal-token": token(
-            "p-owner", memberships=("est_a:owner",), audience="notifications"
-        )
-    }
-    vendor = {
-        "x-hub-principal-token": token(
-            "c-hr", kind="client", client_id="c-hr", establishment="est_a", audience="notifications"
-        )
-    }
+    owner = principal(world.hub, "p-owner", memberships=("est_a:owner",), audience="notifications")
+    vendor = principal(
+        world.hub, "c-hr", kind="client", client_id="c-hr", establishment="est_a",
+        audience="notifications",
+    )  # fmt: skip
 
     async def listed() -> Any:
         page = await world.inbox(owner, establishment="est_a")
@@ -468,10 +460,10 @@ async def test_an_establishments_messages_are_its_owners_and_its_acting_applicat
     assert (await world.inbox(owner))["items"] == []  # not in the owner's own inbox
     refused = (
         world.aisha,  # no membership
-        {"x-hub-principal-token": token("p-hr", memberships=("est_a:hr_officer",),
-                                        audience="notifications")},  # not its owner
-        {"x-hub-principal-token": token("c-other", kind="client", client_id="c-other",
-                                        establishment="est_b", audience="notifications")},
+        principal(world.hub, "p-hr", memberships=("est_a:hr_officer",),
+                  audience="notifications"),  # not its owner
+        principal(world.hub, "c-other", kind="client", client_id="c-other",
+                  establishment="est_b", audience="notifications"),
     )  # fmt: skip
     for headers in refused:
         answer = await world.client.get(INBOX, headers=headers, params={"establishment": "est_a"})

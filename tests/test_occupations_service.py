@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +68,7 @@ class World:
         self.service = service
         self.client = service.client
         self.hub = hub
-        token = hub.token
-
-        def auth(subject: str, **claims: Any) -> dict[str, str]:
-            return {"x-hub-principal-token": token(subject, audience="occupations", **claims)}
-
-        self.auth = auth
+        self.auth = auth = partial(principal, hub, audience="occupations")
         self.hr = auth("p-hr", delegated=(f"{EST}:occupations.manage",))
         self.owner = auth("p-owner", memberships=(f"{EST}:owner",))
         self.officer = auth("p-officer", roles=("agency_officer",))
@@ -365,9 +361,9 @@ async def test_who_may_request_and_see(world: World) -> None:
 async def test_tokens(world: World) -> None:
     url = f"{BASE}/establishments/{EST}/change-requests"
     assert (await world.client.get(url)).status_code == 401
-    forged = {"x-hub-principal-token": RegistryHub().token("p-hr", audience="occupations")}
+    forged = principal(RegistryHub(), "p-hr", audience="occupations")
     assert (await world.client.get(url, headers=forged)).status_code == 401
-    elsewhere = {"x-hub-principal-token": world.hub.token("p-hr", audience="visas")}
+    elsewhere = principal(world.hub, "p-hr", audience="visas")
     assert (await world.client.get(url, headers=elsewhere)).status_code == 401
     not_json = await world.client.post(url, content=b"{", headers=world.hr)
     assert not_json.status_code == 400

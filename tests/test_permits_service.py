@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -98,11 +99,7 @@ class World:
         self.hub = hub
         self.bus = service.bus
         self.events = service.events
-
-        def token(subject: str, **kwargs: Any) -> dict[str, str]:
-            return {"x-hub-principal-token": hub.token(subject, audience="permits", **kwargs)}
-
-        self.token = token
+        self.token = token = partial(principal, hub, audience="permits")
         self.owner = token("p-owner", memberships=(f"{EST}:owner",))
         self.vendor = token(
             "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
@@ -691,9 +688,9 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     assert no_key.json()["code"] == "idempotency_key_required"
     no_token = await world.client.post(url, json=body, headers={"idempotency-key": "k"})
     assert no_token.status_code == 401
-    forged = {"x-hub-principal-token": FakeHub().token("p-owner", audience="permits")}
+    forged = principal(FakeHub(), "p-owner", audience="permits")
     assert (await world.client.get(url, headers=forged)).json()["code"] == "invalid_token"
-    visas_audience = {"x-hub-principal-token": world.hub.token("p-owner", audience="visas")}
+    visas_audience = principal(world.hub, "p-owner", audience="visas")
     assert (await world.client.get(url, headers=visas_audience)).status_code == 401
     listing = await world.client.get(url, params={"state": "flying"}, headers=world.owner)
     assert listing.status_code == 400

@@ -59,17 +59,13 @@ class World:
         self.hub = hub
         self.bus = service.bus
         self.events = service.events
-        self.owner = {"x-hub-principal-token": hub.token("p-owner", memberships=(f"{EST}:owner",))}
-        self.vendor = {
-            "x-hub-principal-token": hub.token(
-                "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
-                delegated=(f"{EST}:visas.apply",),
-            )
-        }  # fmt: skip
-        self.officer = {"x-hub-principal-token": hub.token("p-officer", roles=("agency_officer",))}
-        self.stranger = {
-            "x-hub-principal-token": hub.token("p-stranger", memberships=(f"{OTHER}:owner",))
-        }
+        self.owner = principal(hub, "p-owner", memberships=(f"{EST}:owner",))
+        self.vendor = principal(
+            hub, "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
+            delegated=(f"{EST}:visas.apply",),
+        )  # fmt: skip
+        self.officer = principal(hub, "p-officer", roles=("agency_officer",))
+        self.stranger = principal(hub, "p-stranger", memberships=(f"{OTHER}:owner",))
 
     async def apply(
         self, body: Any = None, *, key: str = "k-1", headers: dict[str, str] | None = None
@@ -334,7 +330,7 @@ async def test_blocked_and_duplicate_travellers_and_the_quota(world: World) -> N
     assert duplicate.json()["reasons"] == ["applicant_has_active_application"]
 
     # Tiny Shop is micro: three places
-    tiny = {"x-hub-principal-token": world.hub.token("p-tiny", memberships=("est_tiny:owner",))}
+    tiny = principal(world.hub, "p-tiny", memberships=("est_tiny:owner",))
     for n in range(4):
         worker = {**work_body()["worker"], "passport_number": f"T000000{n}"}
         answer = await world.client.post(
@@ -460,13 +456,13 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     assert no_key.json()["code"] == "idempotency_key_required"
     no_token = await world.client.post(url, json=work_body(), headers={"idempotency-key": "k"})
     assert no_token.status_code == 401
-    forged = {"x-hub-principal-token": FakeHub().token("p-owner", memberships=(f"{EST}:owner",))}
+    forged = principal(FakeHub(), "p-owner", memberships=(f"{EST}:owner",))
     refused = await world.client.post(
         url, json=work_body(), headers={**forged, "idempotency-key": "k"}
     )
     assert refused.status_code == 401
     assert refused.json()["code"] == "invalid_token"
-    wrong_audience = {"x-hub-principal-token": world.hub.token("p", audience="payments")}
+    wrong_audience = principal(world.hub, "p", audience="payments")
     assert (await world.client.get(url, headers=wrong_audience)).status_code == 401
 
 
@@ -488,16 +484,14 @@ async def test_an_establishments_users_see_only_its_applications(world: World) -
     assert cancel.status_code == 404
 
     # a vendor delegated by another establishment cannot apply for this one
-    other_vendor = {
-        "x-hub-principal-token": world.hub.token(
-            "c-2", kind="client", client_id="c-2", establishment=OTHER,
-            delegated=(f"{OTHER}:visas.apply",),
-        )
-    }  # fmt: skip
+    other_vendor = principal(
+        world.hub, "c-2", kind="client", client_id="c-2", establishment=OTHER,
+        delegated=(f"{OTHER}:visas.apply",),
+    )  # fmt: skip
     refused = await world.apply(headers=other_vendor, key="theirs")
     assert refused.json()["code"] == "establishment_not_permitted"
     # an HR officer with only a read delegation may list but not apply
-    reader = {"x-hub-principal-token": world.hub.token("p-hr", delegated=(f"{EST}:visas.read",))}
+    reader = principal(world.hub, "p-hr", delegated=(f"{EST}:visas.read",))
     listed = await world.client.get(
         f"/api/visas/v1/establishments/{EST}/applications", headers=reader
     )
@@ -608,7 +602,7 @@ def visit_body(**changes: Any) -> dict[str, Any]:
 
 
 async def test_a_person_applies_for_a_visit_visa_for_a_relative(world: World) -> None:
-    me = {"x-hub-principal-token": world.hub.token("p-sponsor")}
+    me = principal(world.hub, "p-sponsor")
     answer = await world.client.post(
         "/api/visas/v1/me/applications", json=visit_body(), headers={**me, "idempotency-key": "v1"}
     )
@@ -637,14 +631,14 @@ async def test_a_person_applies_for_a_visit_visa_for_a_relative(world: World) ->
     )
     assert vendor.status_code == 403
     # The sponsor is the signed-in person by the hub's records, not whoever's ID is typed in.
-    someone = {"x-hub-principal-token": world.hub.token("p-other", national_id="1000000002")}
+    someone = principal(world.hub, "p-other", national_id="1000000002")
     borrowed = await world.client.post(
         "/api/visas/v1/me/applications",
         json=visit_body(visitor={**other_visitor, "passport_number": "J0000002"}),
         headers={**someone, "idempotency-key": "v4"},
     )
     assert (borrowed.status_code, borrowed.json()["code"]) == (403, "forbidden")
-    own = {"x-hub-principal-token": world.hub.token("p-sponsor2", national_id="1000000001")}
+    own = principal(world.hub, "p-sponsor2", national_id="1000000001")
     allowed = await world.client.post(
         "/api/visas/v1/me/applications",
         json=visit_body(visitor={**other_visitor, "passport_number": "J0000003"}),
@@ -726,21 +720,17 @@ async def test_public_catalogue_and_reasons(world: World) -> None:
 async def test_the_cr_number_must_be_the_one_the_hubs_register_gives(world: World) -> None:
     """The token's registrations name the establishment's CR number: another one is refused."""
     url = f"/api/visas/v1/establishments/{EST}/applications"
-    registered = {
-        "x-hub-principal-token": world.hub.token(
-            "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000002",)
-        )
-    }
+    registered = principal(
+        world.hub, "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000002",)
+    )
     wrong = await world.client.post(
         url, json=work_body(), headers={**registered, "idempotency-key": "cr-1"}
     )
     assert (wrong.status_code, wrong.json()["code"]) == (409, "establishment_mismatch"), wrong.text
     assert ("GET", "/api/registry/v1/establishments/4030000001") not in world.hub.calls
-    right = {
-        "x-hub-principal-token": world.hub.token(
-            "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000001",)
-        )
-    }
+    right = principal(
+        world.hub, "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000001",)
+    )
     ok = await world.client.post(
         url, json=work_body(), headers={**right, "idempotency-key": "cr-2"}
     )
