@@ -3,7 +3,7 @@
 Each of those modules runs one service's Litestar app in-process, on SQLite or the session's
 PostgreSQL, with the hub stood in for by an ``httpx.MockTransport`` and the in-process event bus;
 these helpers give it its storage settings, start it (through tests/registry_support.py's
-runner) and mint the header the hub forwards to it.
+runner), mint the header the hub forwards to it and check the problem a refusal answers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from litestar import Litestar
 from hub.backends.events.memory import MemoryEventBus
 from tests.registry_support import Running, drop_schema, running
 
-__all__ = ["StandIn", "principal", "serve", "storage"]
+__all__ = ["StandIn", "principal", "problem", "serve", "storage"]
 
 
 class StandIn(Protocol):
@@ -43,6 +43,12 @@ async def storage(database_url: str, tmp_path: Path, schema: str) -> dict[str, A
 def principal(hub: StandIn, subject: str, **claims: Any) -> dict[str, str]:
     """The header the hub forwards to a service: its internal token for ``subject``."""
     return {"x-hub-principal-token": hub.token(subject, **claims)}
+
+
+def problem(answer: httpx.Response, status: int, code: str) -> None:
+    """Assert that ``answer`` is a refusal with ``status`` and the problem ``code``."""
+    assert answer.status_code == status, answer.text
+    assert answer.json()["code"] == code, answer.text
 
 
 @asynccontextmanager

@@ -30,7 +30,7 @@ from services.contracts.settings import ContractSettings
 from services.contracts.store import contracts, signatures
 from tests.contracts_support import ISSUER, ContractsHub
 from tests.registry_support import Running
-from tests.service_support import principal, serve, storage
+from tests.service_support import principal, problem, serve, storage
 
 EST = "est_demo"
 OTHER = "est_other"
@@ -311,8 +311,7 @@ async def test_the_signer_is_the_callers_token_not_the_body(world: World) -> Non
     # a hub answer naming another signer is refused and nothing is kept
     world.hub.forge_signer = "p-mallory"
     refused = await world.act(cid, "sign", world.employee)
-    assert refused.status_code == 503
-    assert refused.json()["code"] == "hub_unavailable"
+    problem(refused, 503, "hub_unavailable")
     assert (await world.counts())["contract_signatures"] == 1
     world.hub.forge_signer = None
     world.hub.fail_signing = True
@@ -325,13 +324,11 @@ async def test_the_signer_is_the_callers_token_not_the_body(world: World) -> Non
 async def test_signing_needs_an_accepted_contract_and_only_once(world: World) -> None:
     draft = (await world.draft()).json()
     early = await world.act(draft["id"], "sign", world.owner)
-    assert early.status_code == 409
-    assert early.json()["code"] == "invalid_transition"
+    problem(early, 409, "invalid_transition")
     cid = await world.accepted(key="k-2")
     assert (await world.act(cid, "sign", world.owner)).status_code == 200
     twice = await world.act(cid, "sign", world.vendor)
-    assert twice.status_code == 409
-    assert twice.json()["code"] == "already_signed"
+    problem(twice, 409, "already_signed")
     bad = await world.act(cid, "sign", world.employee, {"as": "boss"})
     assert bad.status_code == 400
     as_employee = await world.act(cid, "sign", world.owner, {"as": "employee"})
@@ -369,8 +366,7 @@ async def test_an_amendment_signed_by_one_side_changes_nothing(world: World) -> 
     replay = await _propose(world, cid, world.hr)
     assert (replay.status_code, replay.json()["id"]) == (200, amendment["id"])
     second = await _propose(world, cid, world.employee, key="a-2")
-    assert second.status_code == 409
-    assert second.json()["code"] == "amendment_open"
+    problem(second, 409, "amendment_open")
 
     url = f"contracts/{cid}/amendments/{amendment['id']}"
     one = await world.client.post(f"/api/contracts/v1/{url}/sign", headers=world.owner)
@@ -541,8 +537,7 @@ async def test_a_cr_number_bound_to_another_establishment_is_refused(world: Worl
 async def test_a_registrar_outage_refuses_cleanly(world: World) -> None:
     world.hub.fail_registry = True
     answer = await world.draft()
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     assert (await world.counts())["contracts"] == 0
 
 
@@ -603,8 +598,7 @@ async def test_a_retry_with_the_same_key_creates_nothing_new(world: World) -> No
     assert first.json()["id"] == second.json()["id"]
     assert (await world.counts())["contracts"] == 1
     other = await world.draft(draft_body(salary=16000), key="same")
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_conflict"
+    problem(other, 409, "idempotency_conflict")
     # the same key from another caller is another request
     theirs = await world.draft(key="same", headers=world.hr)
     assert theirs.status_code == 201
@@ -640,8 +634,7 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     refused = await world.client.post(
         url, json=draft_body(), headers={**forged, "idempotency-key": "k"}
     )
-    assert refused.status_code == 401
-    assert refused.json()["code"] == "invalid_token"
+    problem(refused, 401, "invalid_token")
     wrong = principal(world.hub, "p-owner", memberships=(f"{EST}:owner",), audience="visas")
     assert (await world.client.get(url, headers=wrong)).status_code == 401
     assert (await world.counts())["contracts"] == 0
@@ -729,8 +722,7 @@ async def test_establishment_listings_are_the_establishments_own(world: World) -
         assert [c["id"] for c in listed.json()["items"]] == [cid]
     for headers in (world.stranger, world.employee, world.visa_vendor):
         refused = await world.get(url, headers)
-        assert refused.status_code == 403
-        assert refused.json()["code"] == "establishment_not_permitted"
+        problem(refused, 403, "establishment_not_permitted")
     # writing needs contracts.manage: neither the reader nor the employee may draft
     for headers in (world.reader, world.employee, world.stranger):
         drafted = await world.draft(headers=headers, key="nope")

@@ -29,7 +29,7 @@ from services.work_permits.domain import RENEWAL_FEE
 from services.work_permits.notices import REFERENCE_PREFIX
 from services.work_permits.settings import PermitSettings
 from tests.registry_support import Running
-from tests.service_support import principal, serve, storage
+from tests.service_support import principal, problem, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST, OTHER = "est_demo", "est_other"
@@ -309,8 +309,7 @@ async def test_a_second_active_permit_is_refused(world: World) -> None:
     )
     before = await world.counts()
     second = await world.issue({"visa_number": "W000000002", "contract_id": "ct_2"}, key="k-2")
-    assert second.status_code == 409
-    assert second.json()["code"] == "permit_already_active"
+    problem(second, 409, "permit_already_active")
     assert await world.counts() == before
     # once the first is cancelled the worker may hold a new one
     await world.client.post(
@@ -329,8 +328,7 @@ async def test_a_retry_with_the_same_key_makes_nothing_new(world: World) -> None
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["id"] == first["id"]
     other = await world.issue({"visa_number": VISA, "contract_id": "ct_9"})
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_conflict"
+    problem(other, 409, "idempotency_conflict")
     assert (await world.counts())["work_permits"] == 1
 
 
@@ -355,8 +353,7 @@ async def test_renewal_charges_once_and_renews_when_paid(world: World) -> None:
     replay = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-1"})
     assert replay.status_code == 200
     second = await world.client.post(url, headers={**world.vendor, "idempotency-key": "r-2"})
-    assert second.status_code == 409
-    assert second.json()["code"] == "invalid_transition"
+    problem(second, 409, "invalid_transition")
     assert len(world.hub.payments) == 1  # one charge, whatever the retries
 
     payment_id = answer.json()["renewal"]["payment_id"]
@@ -387,8 +384,7 @@ async def test_a_payment_outage_changes_nothing(world: World) -> None:
     world.hub.fail_payments = True
     url = f"/api/permits/v1/permits/{permit['id']}/renew"
     answer = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-1"})
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     assert await world.counts() == before
     assert (await world.get(permit["id"])).json()["state"] == "active"
 
@@ -403,8 +399,7 @@ async def test_no_renewal_without_the_contract_or_in_the_red_band(world: World) 
         )
     )
     red = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-1"})
-    assert red.status_code == 422
-    assert red.json()["code"] == "compliance_band_blocks"
+    problem(red, 422, "compliance_band_blocks")
     await world.learn(contract_event("terminated", at="2026-02-01T00:00:00Z"))
     ended = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-2"})
     assert ended.json()["code"] == "no_active_contract"
@@ -503,8 +498,7 @@ async def test_only_the_parties_answer_for_themselves(world: World) -> None:
     url = f"/api/permits/v1/transfers/{transfer['id']}"
     before = await world.counts()
     posing = await world.client.post(f"{url}/consent", json={"as": "worker"}, headers=world.owner)
-    assert posing.status_code == 403
-    assert posing.json()["code"] == "consent_not_permitted"
+    problem(posing, 403, "consent_not_permitted")
     as_current = await world.client.post(
         f"{url}/consent", json={"as": "current"}, headers=world.worker
     )
@@ -513,8 +507,7 @@ async def test_only_the_parties_answer_for_themselves(world: World) -> None:
     assert reader.json()["code"] == "consent_not_permitted"
     for headers in (world.someone, world.token("p-x", memberships=("est_third:owner",))):
         hidden = await world.client.get(url, headers=headers)
-        assert hidden.status_code == 404
-        assert hidden.json()["code"] == "transfer_not_found"
+        problem(hidden, 404, "transfer_not_found")
         assert (
             await world.client.post(f"{url}/consent", json={"as": "worker"}, headers=headers)
         ).status_code == 404
@@ -534,8 +527,7 @@ async def test_a_declined_transfer_leaves_the_permit_where_it_was(world: World) 
     held = (await world.get(permit["id"], world.owner)).json()
     assert (held["state"], held["establishment_id"], held["transfer_id"]) == ("active", EST, None)
     late = await world.client.post(f"{url}/consent", json={"as": "current"}, headers=world.owner)
-    assert late.status_code == 409
-    assert late.json()["code"] == "invalid_transition"
+    problem(late, 409, "invalid_transition")
 
 
 async def test_the_last_consent_is_refused_when_the_new_contract_ended(world: World) -> None:
@@ -549,8 +541,7 @@ async def test_the_last_consent_is_refused_when_the_new_contract_ended(world: Wo
         )
     )
     refused = await world.client.post(f"{url}/consent", json={"as": "current"}, headers=world.owner)
-    assert refused.status_code == 422
-    assert refused.json()["code"] == "no_active_contract"
+    problem(refused, 422, "no_active_contract")
     still = (await world.client.get(url, headers=world.owner)).json()
     assert (still["state"], still["missing"]) == ("pending", ["current"])  # nothing recorded
     assert (await world.get(permit["id"])).json()["establishment_id"] == EST
@@ -676,8 +667,7 @@ async def test_bad_bodies_are_problems(world: World, raw: str) -> None:
         content=raw,
         headers={**world.vendor, "idempotency-key": "bad"},
     )
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["code"] == "invalid_request"
+    problem(answer, 400, "invalid_request")
     assert (await world.counts())["work_permits"] == 0
 
 

@@ -21,7 +21,7 @@ from services.visas.app import create_app
 from services.visas.settings import VisaSettings
 from services.visas.workflow import REFERENCE_PREFIX
 from tests.registry_support import Running
-from tests.service_support import principal, serve, storage
+from tests.service_support import principal, problem, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST = "est_demo"
@@ -215,15 +215,13 @@ async def test_an_officer_rejects_with_a_reason_and_not_without(world: World) ->
     await world.wait_state(application["id"], "in_review")
     url = f"/api/visas/v1/review/applications/{application['id']}/decision"
     bare = await world.client.post(url, json={"decision": "reject"}, headers=world.officer)
-    assert bare.status_code == 400
-    assert bare.json()["code"] == "invalid_request"
+    problem(bare, 400, "invalid_request")
     rejected = await world.client.post(
         url, json={"decision": "reject", "reason": "contract missing"}, headers=world.officer
     )
     assert rejected.json()["state"] == "rejected"
     again = await world.client.post(url, json={"decision": "approve"}, headers=world.officer)
-    assert again.status_code == 409
-    assert again.json()["code"] == "invalid_transition"
+    problem(again, 409, "invalid_transition")
 
 
 # ---- idempotency and nothing half-written ---------------------------------------------------
@@ -239,8 +237,7 @@ async def test_a_retry_with_the_same_key_creates_nothing_new(world: World) -> No
     assert (await world.counts())["visa_applications"] == 1
 
     other = await world.apply(work_body(monthly_salary=16000), key="same")
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_conflict"
+    problem(other, 409, "idempotency_conflict")
 
 
 async def test_concurrent_retries_make_one_application_and_one_charge(world: World) -> None:
@@ -256,8 +253,7 @@ async def test_concurrent_retries_make_one_application_and_one_charge(world: Wor
 async def test_a_failed_payment_request_leaves_no_rows(world: World) -> None:
     world.hub.fail_payments = True
     answer = await world.apply()
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     counts = await world.counts()
     assert counts["visa_applications"] == counts["visa_transitions"] == 0
     assert counts["visa_idempotency"] == counts["outbox_events"] == 0
@@ -272,8 +268,7 @@ async def test_a_failed_payment_request_leaves_no_rows(world: World) -> None:
 async def test_a_registrar_outage_refuses_cleanly(world: World) -> None:
     world.hub.fail_registry = True
     answer = await world.apply()
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     assert (await world.counts())["visa_applications"] == 0
     assert world.hub.payments == {}
 
@@ -310,8 +305,7 @@ async def test_failed_checks_answer_stable_reason_codes(
     world: World, changes: dict[str, Any], reasons: list[str]
 ) -> None:
     answer = await world.apply(work_body(**changes))
-    assert answer.status_code == 422, answer.text
-    assert answer.json()["code"] == "visa_ineligible"
+    problem(answer, 422, "visa_ineligible")
     assert answer.json()["reasons"] == reasons
     assert (await world.counts())["visa_applications"] == 0
     assert world.hub.payments == {}
@@ -460,8 +454,7 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     refused = await world.client.post(
         url, json=work_body(), headers={**forged, "idempotency-key": "k"}
     )
-    assert refused.status_code == 401
-    assert refused.json()["code"] == "invalid_token"
+    problem(refused, 401, "invalid_token")
     wrong_audience = principal(world.hub, "p", audience="payments")
     assert (await world.client.get(url, headers=wrong_audience)).status_code == 401
 
@@ -472,14 +465,12 @@ async def test_an_establishments_users_see_only_its_applications(world: World) -
     assert (await world.client.get(url, headers=world.owner)).status_code == 200
     assert (await world.client.get(url, headers=world.vendor)).status_code == 200
     hidden = await world.client.get(url, headers=world.stranger)
-    assert hidden.status_code == 404
-    assert hidden.json()["code"] == "application_not_found"
+    problem(hidden, 404, "application_not_found")
 
     listing = await world.client.get(
         f"/api/visas/v1/establishments/{EST}/applications", headers=world.stranger
     )
-    assert listing.status_code == 403
-    assert listing.json()["code"] == "establishment_not_permitted"
+    problem(listing, 403, "establishment_not_permitted")
     cancel = await world.client.post(f"{url}/cancel", headers=world.stranger)
     assert cancel.status_code == 404
 
@@ -501,8 +492,7 @@ async def test_an_establishments_users_see_only_its_applications(world: World) -
 
 async def test_officer_endpoints_need_the_role(world: World) -> None:
     answer = await world.client.get("/api/visas/v1/review/applications", headers=world.owner)
-    assert answer.status_code == 403
-    assert answer.json()["code"] == "agency_officer_required"
+    problem(answer, 403, "agency_officer_required")
     decide = await world.client.post(
         "/api/visas/v1/review/applications/va_x/decision",
         json={"decision": "approve"},
@@ -546,8 +536,7 @@ async def test_cancel_refunds_by_the_rules(world: World) -> None:
     again = await world.client.post(
         f"/api/visas/v1/applications/{issued['id']}/cancel", headers=world.vendor
     )
-    assert again.status_code == 409
-    assert again.json()["code"] == "invalid_transition"
+    problem(again, 409, "invalid_transition")
     assert len(world.hub.refunds) == 1
     verified = await world.client.get(
         f"/api/visas/v1/verify/{issued['visa']['number']}",
