@@ -3,11 +3,13 @@
 Each of those modules runs one service's Litestar app in-process, on SQLite or the session's
 PostgreSQL, with the hub stood in for by an ``httpx.MockTransport`` and the in-process event bus;
 these helpers give it its storage settings, start it (through tests/registry_support.py's
-runner), mint the header the hub forwards to it and check the problem a refusal answers.
+runner), mint the header the hub forwards to it, check the problem a refusal answers and read
+the product's contract schemas.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +21,10 @@ from litestar import Litestar
 from hub.backends.events.memory import MemoryEventBus
 from tests.registry_support import Running, drop_schema, running
 
-__all__ = ["StandIn", "principal", "problem", "serve", "storage"]
+__all__ = ["CONTRACTS", "StandIn", "principal", "problem", "product_schema", "serve", "storage"]
+
+#: The machine-readable contracts (JSON Schemas) the services answer by.
+CONTRACTS = Path(__file__).resolve().parent.parent / "contracts"
 
 
 class StandIn(Protocol):
@@ -38,6 +43,14 @@ async def storage(database_url: str, tmp_path: Path, schema: str) -> dict[str, A
         return {"data_dir": tmp_path, "database_url": database_url, "database_schema": schema}
     sqlite = f"sqlite+aiosqlite:///{tmp_path}/{schema}.db"
     return {"data_dir": tmp_path, "database_url": sqlite, "database_schema": None}
+
+
+def product_schema(product: str, name: str) -> dict[str, Any]:
+    """The JSON Schema ``name`` of ``product``'s v1 API contract."""
+    loaded: dict[str, Any] = json.loads(
+        (CONTRACTS / "products" / product / "v1" / name).read_text()
+    )
+    return loaded
 
 
 def principal(hub: StandIn, subject: str, **claims: Any) -> dict[str, str]:

@@ -21,13 +21,13 @@ from hub.backends.events.base import Event
 from services.compliance.app import create_app
 from services.compliance.settings import ComplianceSettings
 from tests.registry_support import RegistryHub, Running
-from tests.service_support import principal, problem, serve, storage
+from tests.service_support import principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/compliance/v1"
 EST, OTHER = "est_demo", "est_other"
 CR = "4030000001"  # retail: 0.30 required
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "compliance" / "v1"
+schema = partial(product_schema, "compliance")
 
 
 def contract(
@@ -109,11 +109,6 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
     url = f"{BASE}/establishments/x/standing"
     async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
         yield World(service, hub)
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
 
 
 async def test_the_band_follows_the_workforce_and_moves_are_events(world: World) -> None:

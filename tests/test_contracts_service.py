@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +31,14 @@ from services.contracts.settings import ContractSettings
 from services.contracts.store import contracts, signatures
 from tests.contracts_support import ISSUER, ContractsHub
 from tests.registry_support import Running
-from tests.service_support import principal, problem, serve, storage
+from tests.service_support import principal, problem, product_schema, serve, storage
 
 EST = "est_demo"
 OTHER = "est_other"
 EMPLOYEE = "p-ravi"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "contracts" / "v1"
+schema = partial(product_schema, "contracts")
 START = (date.today() + timedelta(days=30)).isoformat()
 END = (date.today() + timedelta(days=30 + 730)).isoformat()
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
 
 
 def draft_body(**changes: Any) -> dict[str, Any]:

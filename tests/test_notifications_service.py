@@ -9,8 +9,8 @@ routes, and the inbox and preferences API are driven over HTTP.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,12 @@ from services.notifications.settings import NotificationSettings
 from services.notifications.templates import FSI, PDI, render
 from tests.notifications_support import NotifyHub
 from tests.registry_support import Running
-from tests.service_support import principal, serve, storage
+from tests.service_support import principal, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "notifications"
+schema = partial(product_schema, "notifications")
 INBOX = "/api/notifications/v1/me/inbox"
 PREFERENCES = "/api/notifications/v1/me/preferences"
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / "v1" / name).read_text())
-    return loaded
 
 
 def requested(

@@ -21,12 +21,12 @@ from hub.backends.events.base import Event
 from services.occupations.app import create_app
 from services.occupations.settings import OccupationSettings
 from tests.registry_support import RegistryHub, Running
-from tests.service_support import principal, problem, serve, storage
+from tests.service_support import principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/occupations/v1"
 EST, OTHER = "est_demo", "est_other"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "occupations" / "v1"
+schema = partial(product_schema, "occupations")
 WORKER, CITIZEN = "2000000001", "1000000001"
 
 
@@ -113,11 +113,6 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
     url = f"{BASE}/me/change-requests"
     async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
         yield World(service, hub)
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
 
 
 async def test_the_catalogue_is_public_and_searchable(world: World) -> None:

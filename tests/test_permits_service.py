@@ -29,18 +29,13 @@ from services.work_permits.domain import RENEWAL_FEE
 from services.work_permits.notices import REFERENCE_PREFIX
 from services.work_permits.settings import PermitSettings
 from tests.registry_support import Running
-from tests.service_support import principal, problem, serve, storage
+from tests.service_support import principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST, OTHER = "est_demo", "est_other"
 WORKER = "2100000001"
 VISA = "W000000001"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "work_permits" / "v1"
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
+schema = partial(product_schema, "work_permits")
 
 
 def visa_event(

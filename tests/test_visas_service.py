@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,12 @@ from services.visas.app import create_app
 from services.visas.settings import VisaSettings
 from services.visas.workflow import REFERENCE_PREFIX
 from tests.registry_support import Running
-from tests.service_support import principal, problem, serve, storage
+from tests.service_support import CONTRACTS, principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST = "est_demo"
 OTHER = "est_other"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "visas" / "v1"
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
+schema = partial(product_schema, "visas")
 
 
 def work_body(**changes: Any) -> dict[str, Any]:
@@ -176,7 +172,7 @@ async def test_a_delegated_vendor_applies_pays_and_gets_a_visa_issued(world: Wor
     issued_notice = next(n for n in notices if n.payload["template"] == "visa.application.issued")
     assert issued_notice.payload["recipient"]["client_id"] == "c-vendor"
     assert "channels" not in issued_notice.payload  # the recipient's preference decides
-    event_contract = CONTRACT.parent.parent.parent / "events" / "notification.requested.schema.json"
+    event_contract = CONTRACTS / "events" / "notification.requested.schema.json"
     jsonschema.validate(issued_notice.payload, json.loads(event_contract.read_text()))
 
 
