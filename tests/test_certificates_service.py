@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from hub.backends.events.memory import MemoryEventBus
 from services.certificates.app import create_app
 from services.certificates.settings import CertificateSettings
-from tests.registry_support import RegistryHub, Running, drop_schema, running
+from tests.registry_support import RegistryHub, Running
+from tests.service_support import principal, problem, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/certificates/v1"
@@ -40,18 +40,14 @@ class World:
         self.service = service
         self.client = service.client
         self.hub = hub
-        self.aisha = self.auth(hub.token("p-aisha", audience="certificates"))
-        self.omar = self.auth(hub.token("p-omar", audience="certificates"))
-        self.hr = self.auth(
-            hub.token("p-hr", delegated=(f"{EST}:certificates.read",), audience="certificates")
+        self.aisha = principal(hub, "p-aisha", audience="certificates")
+        self.omar = principal(hub, "p-omar", audience="certificates")
+        self.hr = principal(
+            hub, "p-hr", delegated=(f"{EST}:certificates.read",), audience="certificates"
         )
-        self.owner_other = self.auth(
-            hub.token("p-other", memberships=(f"{OTHER}:owner",), audience="certificates")
+        self.owner_other = principal(
+            hub, "p-other", memberships=(f"{OTHER}:owner",), audience="certificates"
         )
-
-    @staticmethod
-    def auth(token: str) -> dict[str, str]:
-        return {"x-hub-principal-token": token}
 
     async def submit(self, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         return await self.client.post(
@@ -69,13 +65,8 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
-    if postgres:
-        await drop_schema(database_url, "certificates")
     settings = CertificateSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/c.db",
-        database_schema="certificates" if postgres else None,
+        **await storage(database_url, tmp_path, "certificates"),
         hub_url=ISSUER,
         client_id="certificates-service",
         client_secret="s3cret",
@@ -83,12 +74,9 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         retry_seconds=3600,
     )
     hub = RegistryHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    probe = hub.token("p-probe", audience="certificates")
-    async with running(
-        app, bus, probe=f"{BASE}/me/certificates", headers=World.auth(probe)
-    ) as service:
+    probe = principal(hub, "p-probe", audience="certificates")
+    url = f"{BASE}/me/certificates"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
         yield World(service, hub)
 
 
@@ -121,15 +109,13 @@ async def test_a_worker_submits_a_certificate_the_registry_verifies(world: World
 
 async def test_the_holder_is_who_the_hub_says_signed_in_not_the_id_typed_in(world: World) -> None:
     """The token's national_id (the hub's records) is compared with the registry's holder."""
-    omar = world.auth(world.hub.token("p-omar", audience="certificates", national_id="1000000002"))
+    omar = principal(world.hub, "p-omar", audience="certificates", national_id="1000000002")
     posing = await world.submit(claim(national_id="1000000001"), headers=omar)  # Aisha's ID
     assert posing.status_code == 201, posing.text
     assert (posing.json()["state"], posing.json()["mismatches"]) == ("mismatch", ["holder"])
     assert posing.json()["registry"] is None  # Aisha's record is not shown to Omar
     assert posing.json()["national_id"] == "1000000002"
-    aisha = world.auth(
-        world.hub.token("p-aisha", audience="certificates", national_id="1000000001")
-    )
+    aisha = principal(world.hub, "p-aisha", audience="certificates", national_id="1000000001")
     typo = await world.submit(claim(national_id="1000000003"), headers=aisha)  # a typo
     assert typo.status_code == 201, typo.text
     assert typo.json()["state"] == "verified"
@@ -193,8 +179,7 @@ async def test_an_unavailable_registry_gives_no_verdict_until_it_answers(world: 
     decided = await world.client.post(
         f"{BASE}/me/certificates/{pending['id']}/check", headers=world.aisha
     )
-    assert decided.status_code == 409
-    assert decided.json()["code"] == "invalid_transition"
+    problem(decided, 409, "invalid_transition")
 
 
 async def test_the_recheck_loop_decides_due_pending_certificates(world: World) -> None:
@@ -218,8 +203,7 @@ async def test_a_resubmission_replays_and_a_different_claim_conflicts(world: Wor
     assert again.json()["id"] == first.json()["id"]
     before = await world.counts()
     other = await world.submit(claim(year=2009))
-    assert other.status_code == 409
-    assert other.json()["code"] == "certificate_already_submitted"
+    problem(other, 409, "certificate_already_submitted")
     assert await world.counts() == before
     reads = [c for c in world.hub.calls if c[1] == "/api/registry/v1/certificates/QC-2010-000001"]
     assert len(reads) == 1  # the registry was asked once
@@ -242,8 +226,7 @@ async def test_a_resubmission_replays_and_a_different_claim_conflicts(world: Wor
 async def test_bad_bodies_are_problems_and_change_nothing(world: World, body: Any) -> None:
     before = await world.counts()
     answer = await world.submit(body)
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["code"] == "invalid_request"
+    problem(answer, 400, "invalid_request")
     assert answer.headers["content-type"].startswith("application/problem+json")
     assert await world.counts() == before
     assert not [c for c in world.hub.calls if c[1].startswith("/api/registry/")]
@@ -252,11 +235,11 @@ async def test_bad_bodies_are_problems_and_change_nothing(world: World, body: An
 async def test_tokens_and_principals(world: World) -> None:
     missing = await world.client.post(f"{BASE}/me/certificates", content=json.dumps(claim()))
     assert missing.status_code == 401
-    forged = World.auth(RegistryHub().token("p-aisha", audience="certificates"))
+    forged = principal(RegistryHub(), "p-aisha", audience="certificates")
     assert (await world.submit(headers=forged)).status_code == 401
-    wrong_audience = World.auth(world.hub.token("p-aisha", audience="visas"))
+    wrong_audience = principal(world.hub, "p-aisha", audience="visas")
     assert (await world.submit(headers=wrong_audience)).status_code == 401
-    client = World.auth(world.hub.token("c-1", kind="client", audience="certificates"))
+    client = principal(world.hub, "c-1", kind="client", audience="certificates")
     refused = await world.submit(headers=client)
     assert refused.status_code == 403
     assert (await world.client.get(f"{BASE}/me/certificates", headers=client)).status_code == 403
@@ -315,14 +298,12 @@ async def test_shared_certificates_are_seen_by_that_establishments_hr_only(world
     assert one.status_code == 200
 
     # another establishment's owner, a person without the delegation, a vendor not acting for it
-    vendor = World.auth(
-        world.hub.token(
-            "c-v", kind="client", establishment=OTHER,
-            delegated=(f"{EST}:certificates.read",), audience="certificates",
-        )
+    vendor = principal(
+        world.hub, "c-v", kind="client", establishment=OTHER,
+        delegated=(f"{EST}:certificates.read",), audience="certificates",
     )  # fmt: skip
-    visas_only = World.auth(
-        world.hub.token("p-v", delegated=(f"{EST}:visas.apply",), audience="certificates")
+    visas_only = principal(
+        world.hub, "p-v", delegated=(f"{EST}:visas.apply",), audience="certificates"
     )
     for headers in (world.owner_other, world.omar, vendor, visas_only):
         for path in (listing, f"{listing}/{mine['id']}"):

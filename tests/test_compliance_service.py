@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,16 @@ import jsonschema
 import pytest
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
 from services.compliance.app import create_app
 from services.compliance.settings import ComplianceSettings
-from tests.registry_support import RegistryHub, Running, drop_schema, running
+from tests.registry_support import RegistryHub, Running
+from tests.service_support import principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/compliance/v1"
 EST, OTHER = "est_demo", "est_other"
 CR = "4030000001"  # retail: 0.30 required
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "compliance" / "v1"
+schema = partial(product_schema, "compliance")
 
 
 def contract(
@@ -52,11 +53,7 @@ class World:
         self.service = service
         self.client = service.client
         self.hub = hub
-
-        def auth(subject: str, **claims: Any) -> dict[str, str]:
-            return {"x-hub-principal-token": hub.token(subject, audience="compliance", **claims)}
-
-        self.auth = auth
+        self.auth = auth = partial(principal, hub, audience="compliance")
         self.owner = auth("p-owner", memberships=(f"{EST}:owner",))
         self.hr = auth("p-hr", delegated=(f"{EST}:compliance.read",))
         self.officer = auth("p-officer", roles=("agency_officer",))
@@ -99,13 +96,8 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
-    if postgres:
-        await drop_schema(database_url, "compliance")
     settings = ComplianceSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/k.db",
-        database_schema="compliance" if postgres else None,
+        **await storage(database_url, tmp_path, "compliance"),
         hub_url=ISSUER,
         client_id="compliance-service",
         client_secret="s3cret",
@@ -113,16 +105,10 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         refresh_seconds=3600,
     )
     hub = RegistryHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    probe = {"x-hub-principal-token": hub.token("p-probe", audience="compliance")}
-    async with running(app, bus, probe=f"{BASE}/establishments/x/standing", headers=probe) as s:
-        yield World(s, hub)
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
+    probe = principal(hub, "p-probe", audience="compliance")
+    url = f"{BASE}/establishments/x/standing"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 async def test_the_band_follows_the_workforce_and_moves_are_events(world: World) -> None:
@@ -217,8 +203,7 @@ async def test_the_same_person_counts_once_and_redeliveries_apply_once(world: Wo
 async def test_registration_refusals(world: World) -> None:
     assert (await world.register()).status_code == 200
     other = await world.register("4030000005")
-    assert other.status_code == 409
-    assert other.json()["code"] == "establishment_mismatch"
+    problem(other, 409, "establishment_mismatch")
     taken = await world.client.put(
         f"{BASE}/establishments/{OTHER}/registration",
         content=json.dumps({"cr_number": CR}),
@@ -233,8 +218,7 @@ async def test_registration_refusals(world: World) -> None:
         assert bad.json()["code"] == "invalid_request"
     for headers in (world.hr, world.other_owner, world.auth("p-nobody")):
         refused = await world.register(headers=headers)
-        assert refused.status_code == 403
-        assert refused.json()["code"] == "establishment_not_permitted"
+        problem(refused, 403, "establishment_not_permitted")
     assert (await world.register(headers=world.officer)).status_code == 200  # the same CR
 
 
@@ -253,20 +237,18 @@ async def test_who_may_read_a_standing(world: World) -> None:
     visas_only = world.auth("p-v", delegated=(f"{EST}:visas.apply",))
     for headers in (world.other_owner, wrong_vendor, visas_only, world.auth("p-nobody")):
         refused = await world.standing(headers)
-        assert refused.status_code == 403
-        assert refused.json()["code"] == "establishment_not_permitted"
+        problem(refused, 403, "establishment_not_permitted")
         history = await world.client.get(f"{BASE}/establishments/{EST}/history", headers=headers)
         assert history.status_code == 403
     unknown = await world.client.get(
         f"{BASE}/establishments/{OTHER}/standing", headers=world.officer
     )
-    assert unknown.status_code == 404
-    assert unknown.json()["code"] == "standing_not_found"
+    problem(unknown, 404, "standing_not_found")
 
 
 async def test_tokens(world: World) -> None:
     assert (await world.client.get(f"{BASE}/establishments/{EST}/standing")).status_code == 401
-    forged = {"x-hub-principal-token": RegistryHub().token("p-hr", audience="compliance")}
+    forged = principal(RegistryHub(), "p-hr", audience="compliance")
     assert (await world.standing(forged)).status_code == 401
-    elsewhere = {"x-hub-principal-token": world.hub.token("p-hr", audience="visas")}
+    elsewhere = principal(world.hub, "p-hr", audience="visas")
     assert (await world.standing(elsewhere)).status_code == 401

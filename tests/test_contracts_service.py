@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +22,23 @@ import jsonschema
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from litestar import Litestar
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from hub.errors import ConfigError
 from services.contracts.app import create_app
 from services.contracts.settings import ContractSettings
 from services.contracts.store import contracts, signatures
 from tests.contracts_support import ISSUER, ContractsHub
+from tests.registry_support import Running
+from tests.service_support import principal, problem, product_schema, serve, storage
 
 EST = "est_demo"
 OTHER = "est_other"
 EMPLOYEE = "p-ravi"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "contracts" / "v1"
+schema = partial(product_schema, "contracts")
 START = (date.today() + timedelta(days=30)).isoformat()
 END = (date.today() + timedelta(days=30 + 730)).isoformat()
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
 
 
 def draft_body(**changes: Any) -> dict[str, Any]:
@@ -68,38 +63,27 @@ def draft_body(**changes: Any) -> dict[str, Any]:
     return body
 
 
-def as_header(token: str) -> dict[str, str]:
-    return {"x-hub-principal-token": token}
-
-
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: ContractsHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: ContractsHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.events: list[Event] = []
-        token = hub.token
-        self.owner = as_header(token("p-owner", memberships=(f"{EST}:owner",)))
-        self.hr = as_header(token("p-hr", delegated=(f"{EST}:contracts.manage",)))
-        self.reader = as_header(token("p-reader", delegated=(f"{EST}:contracts.read",)))
-        self.vendor = as_header(
-            token(
-                "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
-                delegated=(f"{EST}:contracts.manage",),
-            )
+        self.bus = service.bus
+        self.events = service.events
+        self.owner = principal(hub, "p-owner", memberships=(f"{EST}:owner",))
+        self.hr = principal(hub, "p-hr", delegated=(f"{EST}:contracts.manage",))
+        self.reader = principal(hub, "p-reader", delegated=(f"{EST}:contracts.read",))
+        self.vendor = principal(
+            hub, "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
+            delegated=(f"{EST}:contracts.manage",),
         )  # fmt: skip
-        self.visa_vendor = as_header(
-            token(
-                "c-visas", kind="client", client_id="c-visas", establishment=EST,
-                delegated=(f"{EST}:visas.apply",),
-            )
+        self.visa_vendor = principal(
+            hub, "c-visas", kind="client", client_id="c-visas", establishment=EST,
+            delegated=(f"{EST}:visas.apply",),
         )  # fmt: skip
-        self.employee = as_header(token(EMPLOYEE))
-        self.stranger = as_header(token("p-stranger", memberships=(f"{OTHER}:owner",)))
-        self.other_person = as_header(token("p-else"))
+        self.employee = principal(hub, EMPLOYEE)
+        self.stranger = principal(hub, "p-stranger", memberships=(f"{OTHER}:owner",))
+        self.other_person = principal(hub, "p-else")
 
     async def draft(
         self, body: Any = None, *, key: str = "k-1", headers: dict[str, str] | None = None
@@ -158,50 +142,18 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = ContractSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/contracts.db",
-        database_schema="contracts" if postgres else None,
+        **await storage(database_url, tmp_path, "contracts"),
         hub_url=ISSUER,
         client_id="contracts-service",
         client_secret="s3cret",
         sweep_seconds=3600,
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS contracts CASCADE"))
-        await engine.dispose()
     hub = ContractsHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://contracts.test") as client:
-        world = World(app, client, hub, bus)
-
-        async def record(event: Event) -> None:
-            world.events.append(event)
-
-        await bus.subscribe("test.contracts", "#", record)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (await world.get("/contracts/x", world.owner)).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-owner", memberships=(f"{EST}:owner",))
+    url = "/api/contracts/v1/contracts/x"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- the whole life of a contract -----------------------------------------------------------
@@ -355,8 +307,7 @@ async def test_the_signer_is_the_callers_token_not_the_body(world: World) -> Non
     # a hub answer naming another signer is refused and nothing is kept
     world.hub.forge_signer = "p-mallory"
     refused = await world.act(cid, "sign", world.employee)
-    assert refused.status_code == 503
-    assert refused.json()["code"] == "hub_unavailable"
+    problem(refused, 503, "hub_unavailable")
     assert (await world.counts())["contract_signatures"] == 1
     world.hub.forge_signer = None
     world.hub.fail_signing = True
@@ -369,13 +320,11 @@ async def test_the_signer_is_the_callers_token_not_the_body(world: World) -> Non
 async def test_signing_needs_an_accepted_contract_and_only_once(world: World) -> None:
     draft = (await world.draft()).json()
     early = await world.act(draft["id"], "sign", world.owner)
-    assert early.status_code == 409
-    assert early.json()["code"] == "invalid_transition"
+    problem(early, 409, "invalid_transition")
     cid = await world.accepted(key="k-2")
     assert (await world.act(cid, "sign", world.owner)).status_code == 200
     twice = await world.act(cid, "sign", world.vendor)
-    assert twice.status_code == 409
-    assert twice.json()["code"] == "already_signed"
+    problem(twice, 409, "already_signed")
     bad = await world.act(cid, "sign", world.employee, {"as": "boss"})
     assert bad.status_code == 400
     as_employee = await world.act(cid, "sign", world.owner, {"as": "employee"})
@@ -413,8 +362,7 @@ async def test_an_amendment_signed_by_one_side_changes_nothing(world: World) -> 
     replay = await _propose(world, cid, world.hr)
     assert (replay.status_code, replay.json()["id"]) == (200, amendment["id"])
     second = await _propose(world, cid, world.employee, key="a-2")
-    assert second.status_code == 409
-    assert second.json()["code"] == "amendment_open"
+    problem(second, 409, "amendment_open")
 
     url = f"contracts/{cid}/amendments/{amendment['id']}"
     one = await world.client.post(f"/api/contracts/v1/{url}/sign", headers=world.owner)
@@ -573,7 +521,7 @@ async def test_a_suspended_establishment_says_its_status(world: World) -> None:
 
 async def test_a_cr_number_bound_to_another_establishment_is_refused(world: World) -> None:
     assert (await world.draft()).status_code == 201
-    tiny = as_header(world.hub.token("p-tiny", memberships=("est_tiny:owner",)))
+    tiny = principal(world.hub, "p-tiny", memberships=("est_tiny:owner",))
     answer = await world.client.post(
         "/api/contracts/v1/establishments/est_tiny/contracts",
         json=draft_body(),
@@ -585,8 +533,7 @@ async def test_a_cr_number_bound_to_another_establishment_is_refused(world: Worl
 async def test_a_registrar_outage_refuses_cleanly(world: World) -> None:
     world.hub.fail_registry = True
     answer = await world.draft()
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     assert (await world.counts())["contracts"] == 0
 
 
@@ -647,8 +594,7 @@ async def test_a_retry_with_the_same_key_creates_nothing_new(world: World) -> No
     assert first.json()["id"] == second.json()["id"]
     assert (await world.counts())["contracts"] == 1
     other = await world.draft(draft_body(salary=16000), key="same")
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_conflict"
+    problem(other, 409, "idempotency_conflict")
     # the same key from another caller is another request
     theirs = await world.draft(key="same", headers=world.hr)
     assert theirs.status_code == 201
@@ -680,13 +626,12 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     assert bad_key.json()["code"] == "invalid_header"
     no_token = await world.client.post(url, json=draft_body(), headers={"idempotency-key": "k"})
     assert no_token.status_code == 401
-    forged = as_header(ContractsHub().token("p-owner", memberships=(f"{EST}:owner",)))
+    forged = principal(ContractsHub(), "p-owner", memberships=(f"{EST}:owner",))
     refused = await world.client.post(
         url, json=draft_body(), headers={**forged, "idempotency-key": "k"}
     )
-    assert refused.status_code == 401
-    assert refused.json()["code"] == "invalid_token"
-    wrong = as_header(world.hub.token("p-owner", memberships=(f"{EST}:owner",), audience="visas"))
+    problem(refused, 401, "invalid_token")
+    wrong = principal(world.hub, "p-owner", memberships=(f"{EST}:owner",), audience="visas")
     assert (await world.client.get(url, headers=wrong)).status_code == 401
     assert (await world.counts())["contracts"] == 0
 
@@ -724,15 +669,15 @@ async def test_outsiders_see_no_contract_on_any_endpoint(world: World) -> None:
         "stranger": world.stranger,
         "another person": world.other_person,
         "a vendor without contracts.*": world.visa_vendor,
-        "another establishment's vendor": as_header(
-            world.hub.token("c-2", kind="client", client_id="c-2", establishment=OTHER,
-                            delegated=(f"{OTHER}:contracts.manage",))
+        "another establishment's vendor": principal(
+            world.hub, "c-2", kind="client", client_id="c-2", establishment=OTHER,
+            delegated=(f"{OTHER}:contracts.manage",),
         ),
-        "a vendor naming the establishment without a delegation": as_header(
-            world.hub.token("c-3", kind="client", client_id="c-3", establishment=EST)
+        "a vendor naming the establishment without a delegation": principal(
+            world.hub, "c-3", kind="client", client_id="c-3", establishment=EST
         ),
-        "the employee's id from another identity provider": as_header(
-            world.hub.token(EMPLOYEE, idp="https://elsewhere.example")
+        "the employee's id from another identity provider": principal(
+            world.hub, EMPLOYEE, idp="https://elsewhere.example"
         ),
     }  # fmt: skip
     for who, headers in outsiders.items():
@@ -773,14 +718,13 @@ async def test_establishment_listings_are_the_establishments_own(world: World) -
         assert [c["id"] for c in listed.json()["items"]] == [cid]
     for headers in (world.stranger, world.employee, world.visa_vendor):
         refused = await world.get(url, headers)
-        assert refused.status_code == 403
-        assert refused.json()["code"] == "establishment_not_permitted"
+        problem(refused, 403, "establishment_not_permitted")
     # writing needs contracts.manage: neither the reader nor the employee may draft
     for headers in (world.reader, world.employee, world.stranger):
         drafted = await world.draft(headers=headers, key="nope")
         assert drafted.json()["code"] == "establishment_not_permitted"
     assert (await world.get("/me/contracts", world.other_person)).json()["items"] == []
-    elsewhere = as_header(world.hub.token(EMPLOYEE, idp="https://elsewhere.example"))
+    elsewhere = principal(world.hub, EMPLOYEE, idp="https://elsewhere.example")
     assert (await world.get("/me/contracts", elsewhere)).json()["items"] == []
     assert (await world.get("/me/contracts", world.vendor)).json()["items"] == []
     for params in ({"state": "flying"}, {"limit": "0"}, {"cursor": "zz"}, {"colour": "red"}):

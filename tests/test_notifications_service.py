@@ -9,37 +9,29 @@ routes, and the inbox and preferences API are driven over HTTP.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from litestar import Litestar
-from sqlalchemy import text
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from services.notifications.app import REQUESTS_QUEUE, create_app
 from services.notifications.domain import Preferences, advance, mask, plan
 from services.notifications.settings import NotificationSettings
 from services.notifications.templates import FSI, PDI, render
 from tests.notifications_support import NotifyHub
+from tests.registry_support import Running
+from tests.service_support import principal, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "notifications"
+schema = partial(product_schema, "notifications")
 INBOX = "/api/notifications/v1/me/inbox"
 PREFERENCES = "/api/notifications/v1/me/preferences"
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / "v1" / name).read_text())
-    return loaded
 
 
 def requested(
@@ -71,20 +63,16 @@ def requested(
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: NotifyHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: NotifyHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.aisha = {"x-hub-principal-token": hub.token("p-aisha", audience="notifications")}
-        self.omar = {"x-hub-principal-token": hub.token("p-omar", audience="notifications")}
-        self.vendor = {
-            "x-hub-principal-token": hub.token(
-                "c-vendor", kind="client", client_id="c-vendor", audience="notifications"
-            )
-        }
+        self.bus = service.bus
+        self.aisha = principal(hub, "p-aisha", audience="notifications")
+        self.omar = principal(hub, "p-omar", audience="notifications")
+        self.vendor = principal(
+            hub, "c-vendor", kind="client", client_id="c-vendor", audience="notifications"
+        )
 
     @property
     def service(self) -> Any:
@@ -150,11 +138,8 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = NotificationSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/n.db",
-        database_schema="notifications" if postgres else None,
+        **await storage(database_url, tmp_path, "notifications"),
         hub_url=ISSUER,
         client_id="notifications-service",
         client_secret="s3cret",
@@ -164,35 +149,10 @@ async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
         receipt_seconds=0.3,
         bus_database_url="unused",
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS notifications CASCADE"))
-        await engine.dispose()
     hub = NotifyHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://notify.test") as client:
-        world = World(app, client, hub, bus)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (await client.get(INBOX, headers=world.aisha)).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-aisha", audience="notifications")
+    async with serve(create_app, settings, hub, probe=INBOX, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
@@ -479,17 +439,11 @@ async def test_an_establishments_messages_are_its_owners_and_its_acting_applicat
     await world.publish(
         requested("compliance.est_a.1.green", kind="establishment", subject="est_a", email=None)
     )
-    token = world.hub.token
-    owner = {
-        "x-hub-principal-token": token(
-            "p-owner", memberships=("est_a:owner",), audience="notifications"
-        )
-    }
-    vendor = {
-        "x-hub-principal-token": token(
-            "c-hr", kind="client", client_id="c-hr", establishment="est_a", audience="notifications"
-        )
-    }
+    owner = principal(world.hub, "p-owner", memberships=("est_a:owner",), audience="notifications")
+    vendor = principal(
+        world.hub, "c-hr", kind="client", client_id="c-hr", establishment="est_a",
+        audience="notifications",
+    )  # fmt: skip
 
     async def listed() -> Any:
         page = await world.inbox(owner, establishment="est_a")
@@ -501,10 +455,10 @@ async def test_an_establishments_messages_are_its_owners_and_its_acting_applicat
     assert (await world.inbox(owner))["items"] == []  # not in the owner's own inbox
     refused = (
         world.aisha,  # no membership
-        {"x-hub-principal-token": token("p-hr", memberships=("est_a:hr_officer",),
-                                        audience="notifications")},  # not its owner
-        {"x-hub-principal-token": token("c-other", kind="client", client_id="c-other",
-                                        establishment="est_b", audience="notifications")},
+        principal(world.hub, "p-hr", memberships=("est_a:hr_officer",),
+                  audience="notifications"),  # not its owner
+        principal(world.hub, "c-other", kind="client", client_id="c-other",
+                  establishment="est_b", audience="notifications"),
     )  # fmt: skip
     for headers in refused:
         answer = await world.client.get(INBOX, headers=headers, params={"establishment": "est_a"})

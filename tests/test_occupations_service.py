@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,15 @@ import jsonschema
 import pytest
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
 from services.occupations.app import create_app
 from services.occupations.settings import OccupationSettings
-from tests.registry_support import RegistryHub, Running, drop_schema, running
+from tests.registry_support import RegistryHub, Running
+from tests.service_support import principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/occupations/v1"
 EST, OTHER = "est_demo", "est_other"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "occupations" / "v1"
+schema = partial(product_schema, "occupations")
 WORKER, CITIZEN = "2000000001", "1000000001"
 
 
@@ -67,12 +68,7 @@ class World:
         self.service = service
         self.client = service.client
         self.hub = hub
-        token = hub.token
-
-        def auth(subject: str, **claims: Any) -> dict[str, str]:
-            return {"x-hub-principal-token": token(subject, audience="occupations", **claims)}
-
-        self.auth = auth
+        self.auth = auth = partial(principal, hub, audience="occupations")
         self.hr = auth("p-hr", delegated=(f"{EST}:occupations.manage",))
         self.owner = auth("p-owner", memberships=(f"{EST}:owner",))
         self.officer = auth("p-officer", roles=("agency_officer",))
@@ -107,27 +103,16 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
-    if postgres:
-        await drop_schema(database_url, "occupations")
     settings = OccupationSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/o.db",
-        database_schema="occupations" if postgres else None,
+        **await storage(database_url, tmp_path, "occupations"),
         hub_url=ISSUER,
         bus_database_url="unused",
     )
     hub = RegistryHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    probe = {"x-hub-principal-token": hub.token("p-probe", audience="occupations")}
-    async with running(app, bus, probe=f"{BASE}/me/change-requests", headers=probe) as service:
+    probe = principal(hub, "p-probe", audience="occupations")
+    url = f"{BASE}/me/change-requests"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
         yield World(service, hub)
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
 
 
 async def test_the_catalogue_is_public_and_searchable(world: World) -> None:
@@ -188,8 +173,7 @@ async def test_a_professional_occupation_needs_a_verified_certificate(world: Wor
     assert queued.json()["state"] == "in_review"
     assert queued.json()["review_reasons"] == ["review_qualification_not_verified"]
     second = await world.ask("2511")
-    assert second.status_code == 409
-    assert second.json()["code"] == "change_request_open"
+    problem(second, 409, "change_request_open")
 
     # a diploma is not enough; a bachelor's degree (verified for the same person) is
     await world.publish(contract_event("activated", "ct_2", CITIZEN, citizen=True))
@@ -231,8 +215,7 @@ async def test_an_officer_approves_or_rejects_with_a_reason(world: World) -> Non
     twice = await world.client.post(
         decision, content=json.dumps({"decision": "approve"}), headers=world.officer
     )
-    assert twice.status_code == 409
-    assert twice.json()["code"] == "invalid_transition"
+    problem(twice, 409, "invalid_transition")
 
     approved = await world.client.post(
         f"{BASE}/review/change-requests/{second['id']}/decision",
@@ -247,8 +230,7 @@ async def test_an_officer_approves_or_rejects_with_a_reason(world: World) -> Non
         content=json.dumps({"decision": "approve"}),
         headers=world.officer,
     )
-    assert unknown.status_code == 404
-    assert unknown.json()["code"] == "change_request_not_found"
+    problem(unknown, 404, "change_request_not_found")
 
 
 END = contract_event("terminated", "ct_1", WORKER)
@@ -277,8 +259,7 @@ async def test_refusals_write_nothing(
         await world.publish(*events)
     before = await world.counts()
     answer = await world.ask(to, person)
-    assert answer.status_code == 422, answer.text
-    assert answer.json()["code"] == "occupation_change_refused"
+    problem(answer, 422, "occupation_change_refused")
     assert answer.json()["reasons"] == reasons
     assert set(answer.json()["explanations"]) == set(reasons)
     assert await world.counts() == before
@@ -315,16 +296,14 @@ async def test_bad_bodies_are_problems(world: World, body: Any) -> None:
     answer = await world.client.post(
         f"{BASE}/establishments/{EST}/change-requests", content=json.dumps(body), headers=world.hr
     )
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["code"] == "invalid_request"
+    problem(answer, 400, "invalid_request")
     assert await world.counts() == before
 
 
 async def test_an_unknown_code_is_refused(world: World) -> None:
     await world.publish(contract_event("activated", "ct_1", WORKER))
     answer = await world.ask("0001")
-    assert answer.status_code == 400
-    assert answer.json()["code"] == "unknown_occupation"
+    problem(answer, 400, "unknown_occupation")
 
 
 async def test_who_may_request_and_see(world: World) -> None:
@@ -348,16 +327,13 @@ async def test_who_may_request_and_see(world: World) -> None:
     stranger = world.auth("p-stranger")
     for headers in (visas_only, wrong_vendor, world.other_owner, stranger):
         refused = await world.ask("4110", headers=headers)
-        assert refused.status_code == 403
-        assert refused.json()["code"] == "establishment_not_permitted"
+        problem(refused, 403, "establishment_not_permitted")
         assert (await world.client.get(listing, headers=headers)).status_code == 403
         hidden = await world.client.get(one, headers=headers)
-        assert hidden.status_code == 404
-        assert hidden.json()["code"] == "change_request_not_found"
+        problem(hidden, 404, "change_request_not_found")
     for headers in (world.hr, world.owner, vendor, world.worker):
         queue = await world.client.get(f"{BASE}/review/change-requests", headers=headers)
-        assert queue.status_code == 403
-        assert queue.json()["code"] == "agency_officer_required"
+        problem(queue, 403, "agency_officer_required")
         decided = await world.client.post(
             f"{one.replace('/change-requests/', '/review/change-requests/')}/decision",
             content=json.dumps({"decision": "approve"}),
@@ -371,9 +347,9 @@ async def test_who_may_request_and_see(world: World) -> None:
 async def test_tokens(world: World) -> None:
     url = f"{BASE}/establishments/{EST}/change-requests"
     assert (await world.client.get(url)).status_code == 401
-    forged = {"x-hub-principal-token": RegistryHub().token("p-hr", audience="occupations")}
+    forged = principal(RegistryHub(), "p-hr", audience="occupations")
     assert (await world.client.get(url, headers=forged)).status_code == 401
-    elsewhere = {"x-hub-principal-token": world.hub.token("p-hr", audience="visas")}
+    elsewhere = principal(world.hub, "p-hr", audience="visas")
     assert (await world.client.get(url, headers=elsewhere)).status_code == 401
     not_json = await world.client.post(url, content=b"{", headers=world.hr)
     assert not_json.status_code == 400

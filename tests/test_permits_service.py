@@ -13,34 +13,29 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import jsonschema
 import pytest
-from litestar import Litestar
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from hub.events.tables import processed_events
 from services.work_permits.app import create_app
 from services.work_permits.domain import RENEWAL_FEE
 from services.work_permits.notices import REFERENCE_PREFIX
 from services.work_permits.settings import PermitSettings
+from tests.registry_support import Running
+from tests.service_support import principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST, OTHER = "est_demo", "est_other"
 WORKER = "2100000001"
 VISA = "W000000001"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "work_permits" / "v1"
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
+schema = partial(product_schema, "work_permits")
 
 
 def visa_event(
@@ -93,19 +88,13 @@ def contract_event(
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: FakeHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: FakeHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.events: list[Event] = []
-
-        def token(subject: str, **kwargs: Any) -> dict[str, str]:
-            return {"x-hub-principal-token": hub.token(subject, audience="permits", **kwargs)}
-
-        self.token = token
+        self.bus = service.bus
+        self.events = service.events
+        self.token = token = partial(principal, hub, audience="permits")
         self.owner = token("p-owner", memberships=(f"{EST}:owner",))
         self.vendor = token(
             "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
@@ -205,52 +194,19 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = PermitSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/permits.db",
-        database_schema="work_permits" if postgres else None,
+        **await storage(database_url, tmp_path, "work_permits"),
         hub_url=ISSUER,
         client_id="permits-service",
         client_secret="s3cret",
         sweep_seconds=3600,
         reminder_days=30,
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS work_permits CASCADE"))
-        await engine.dispose()
     hub = FakeHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://permits.test") as client:
-        world = World(app, client, hub, bus)
-
-        async def record(event: Event) -> None:
-            world.events.append(event)
-
-        await bus.subscribe("test.permits", "permit.#", record)
-        await bus.subscribe("test.notifications", "notification.requested", record)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (await world.get("wp_x")).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-officer", audience="permits", roles=("agency_officer",))
+    url = "/api/permits/v1/permits/wp_x"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- issue ----------------------------------------------------------------------------------
@@ -348,8 +304,7 @@ async def test_a_second_active_permit_is_refused(world: World) -> None:
     )
     before = await world.counts()
     second = await world.issue({"visa_number": "W000000002", "contract_id": "ct_2"}, key="k-2")
-    assert second.status_code == 409
-    assert second.json()["code"] == "permit_already_active"
+    problem(second, 409, "permit_already_active")
     assert await world.counts() == before
     # once the first is cancelled the worker may hold a new one
     await world.client.post(
@@ -368,8 +323,7 @@ async def test_a_retry_with_the_same_key_makes_nothing_new(world: World) -> None
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json()["id"] == first["id"]
     other = await world.issue({"visa_number": VISA, "contract_id": "ct_9"})
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_conflict"
+    problem(other, 409, "idempotency_conflict")
     assert (await world.counts())["work_permits"] == 1
 
 
@@ -394,8 +348,7 @@ async def test_renewal_charges_once_and_renews_when_paid(world: World) -> None:
     replay = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-1"})
     assert replay.status_code == 200
     second = await world.client.post(url, headers={**world.vendor, "idempotency-key": "r-2"})
-    assert second.status_code == 409
-    assert second.json()["code"] == "invalid_transition"
+    problem(second, 409, "invalid_transition")
     assert len(world.hub.payments) == 1  # one charge, whatever the retries
 
     payment_id = answer.json()["renewal"]["payment_id"]
@@ -426,8 +379,7 @@ async def test_a_payment_outage_changes_nothing(world: World) -> None:
     world.hub.fail_payments = True
     url = f"/api/permits/v1/permits/{permit['id']}/renew"
     answer = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-1"})
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     assert await world.counts() == before
     assert (await world.get(permit["id"])).json()["state"] == "active"
 
@@ -442,8 +394,7 @@ async def test_no_renewal_without_the_contract_or_in_the_red_band(world: World) 
         )
     )
     red = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-1"})
-    assert red.status_code == 422
-    assert red.json()["code"] == "compliance_band_blocks"
+    problem(red, 422, "compliance_band_blocks")
     await world.learn(contract_event("terminated", at="2026-02-01T00:00:00Z"))
     ended = await world.client.post(url, headers={**world.owner, "idempotency-key": "r-2"})
     assert ended.json()["code"] == "no_active_contract"
@@ -542,8 +493,7 @@ async def test_only_the_parties_answer_for_themselves(world: World) -> None:
     url = f"/api/permits/v1/transfers/{transfer['id']}"
     before = await world.counts()
     posing = await world.client.post(f"{url}/consent", json={"as": "worker"}, headers=world.owner)
-    assert posing.status_code == 403
-    assert posing.json()["code"] == "consent_not_permitted"
+    problem(posing, 403, "consent_not_permitted")
     as_current = await world.client.post(
         f"{url}/consent", json={"as": "current"}, headers=world.worker
     )
@@ -552,8 +502,7 @@ async def test_only_the_parties_answer_for_themselves(world: World) -> None:
     assert reader.json()["code"] == "consent_not_permitted"
     for headers in (world.someone, world.token("p-x", memberships=("est_third:owner",))):
         hidden = await world.client.get(url, headers=headers)
-        assert hidden.status_code == 404
-        assert hidden.json()["code"] == "transfer_not_found"
+        problem(hidden, 404, "transfer_not_found")
         assert (
             await world.client.post(f"{url}/consent", json={"as": "worker"}, headers=headers)
         ).status_code == 404
@@ -573,8 +522,7 @@ async def test_a_declined_transfer_leaves_the_permit_where_it_was(world: World) 
     held = (await world.get(permit["id"], world.owner)).json()
     assert (held["state"], held["establishment_id"], held["transfer_id"]) == ("active", EST, None)
     late = await world.client.post(f"{url}/consent", json={"as": "current"}, headers=world.owner)
-    assert late.status_code == 409
-    assert late.json()["code"] == "invalid_transition"
+    problem(late, 409, "invalid_transition")
 
 
 async def test_the_last_consent_is_refused_when_the_new_contract_ended(world: World) -> None:
@@ -588,8 +536,7 @@ async def test_the_last_consent_is_refused_when_the_new_contract_ended(world: Wo
         )
     )
     refused = await world.client.post(f"{url}/consent", json={"as": "current"}, headers=world.owner)
-    assert refused.status_code == 422
-    assert refused.json()["code"] == "no_active_contract"
+    problem(refused, 422, "no_active_contract")
     still = (await world.client.get(url, headers=world.owner)).json()
     assert (still["state"], still["missing"]) == ("pending", ["current"])  # nothing recorded
     assert (await world.get(permit["id"])).json()["establishment_id"] == EST
@@ -715,8 +662,7 @@ async def test_bad_bodies_are_problems(world: World, raw: str) -> None:
         content=raw,
         headers={**world.vendor, "idempotency-key": "bad"},
     )
-    assert answer.status_code == 400, answer.text
-    assert answer.json()["code"] == "invalid_request"
+    problem(answer, 400, "invalid_request")
     assert (await world.counts())["work_permits"] == 0
 
 
@@ -727,9 +673,9 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     assert no_key.json()["code"] == "idempotency_key_required"
     no_token = await world.client.post(url, json=body, headers={"idempotency-key": "k"})
     assert no_token.status_code == 401
-    forged = {"x-hub-principal-token": FakeHub().token("p-owner", audience="permits")}
+    forged = principal(FakeHub(), "p-owner", audience="permits")
     assert (await world.client.get(url, headers=forged)).json()["code"] == "invalid_token"
-    visas_audience = {"x-hub-principal-token": world.hub.token("p-owner", audience="visas")}
+    visas_audience = principal(world.hub, "p-owner", audience="visas")
     assert (await world.client.get(url, headers=visas_audience)).status_code == 401
     listing = await world.client.get(url, params={"state": "flying"}, headers=world.owner)
     assert listing.status_code == 400

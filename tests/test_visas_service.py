@@ -10,31 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jsonschema
 import pytest
-from litestar import Litestar
-from sqlalchemy import text
 
 from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from services.visas.app import create_app
 from services.visas.settings import VisaSettings
 from services.visas.workflow import REFERENCE_PREFIX
+from tests.registry_support import Running
+from tests.service_support import CONTRACTS, principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST = "est_demo"
 OTHER = "est_other"
-CONTRACT = Path(__file__).resolve().parent.parent / "contracts" / "products" / "visas" / "v1"
-
-
-def schema(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((CONTRACT / name).read_text())
-    return loaded
+schema = partial(product_schema, "visas")
 
 
 def work_body(**changes: Any) -> dict[str, Any]:
@@ -56,25 +49,19 @@ def work_body(**changes: Any) -> dict[str, Any]:
 
 
 class World:
-    def __init__(
-        self, app: Litestar, client: httpx.AsyncClient, hub: FakeHub, bus: MemoryEventBus
-    ) -> None:
-        self.app = app
-        self.client = client
+    def __init__(self, service: Running, hub: FakeHub) -> None:
+        self.app = service.app
+        self.client = service.client
         self.hub = hub
-        self.bus = bus
-        self.events: list[Event] = []
-        self.owner = {"x-hub-principal-token": hub.token("p-owner", memberships=(f"{EST}:owner",))}
-        self.vendor = {
-            "x-hub-principal-token": hub.token(
-                "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
-                delegated=(f"{EST}:visas.apply",),
-            )
-        }  # fmt: skip
-        self.officer = {"x-hub-principal-token": hub.token("p-officer", roles=("agency_officer",))}
-        self.stranger = {
-            "x-hub-principal-token": hub.token("p-stranger", memberships=(f"{OTHER}:owner",))
-        }
+        self.bus = service.bus
+        self.events = service.events
+        self.owner = principal(hub, "p-owner", memberships=(f"{EST}:owner",))
+        self.vendor = principal(
+            hub, "c-vendor", kind="client", client_id="c-vendor", establishment=EST,
+            delegated=(f"{EST}:visas.apply",),
+        )  # fmt: skip
+        self.officer = principal(hub, "p-officer", roles=("agency_officer",))
+        self.stranger = principal(hub, "p-stranger", memberships=(f"{OTHER}:owner",))
 
     async def apply(
         self, body: Any = None, *, key: str = "k-1", headers: dict[str, str] | None = None
@@ -120,53 +107,19 @@ class World:
 
 @pytest.fixture
 async def world(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
-    postgres = database_url.startswith("postgresql")
     settings = VisaSettings(
-        data_dir=tmp_path,
-        database_url=database_url if postgres else f"sqlite+aiosqlite:///{tmp_path}/visas.db",
-        database_schema="visas" if postgres else None,
+        **await storage(database_url, tmp_path, "visas"),
         hub_url=ISSUER,
         client_id="visas-service",
         client_secret="s3cret",
         verification_key="test-key",
         sweep_seconds=3600,
     )
-    if postgres:  # the session's database is reused: start from an empty service schema
-        engine = create_engine(database_url)
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS visas CASCADE"))
-        await engine.dispose()
     hub = FakeHub()
-    bus = MemoryEventBus()
-    app = create_app(settings, transport=hub.transport(), bus=bus)
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    running = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://visas.test") as client:
-        world = World(app, client, hub, bus)
-
-        async def record(event: Event) -> None:
-            world.events.append(event)
-
-        await bus.subscribe("test.visas", "#", record)
-        for _ in range(100):  # the service fetches the hub's keys in the background
-            if (
-                await client.get("/api/visas/v1/applications/x", headers=world.officer)
-            ).status_code != 401:
-                break
-            await asyncio.sleep(0.02)
-        try:
-            yield world
-        finally:
-            stop.set()
-            await running
+    probe = principal(hub, "p-officer", roles=("agency_officer",))
+    url = "/api/visas/v1/applications/x"
+    async with serve(create_app, settings, hub, probe=url, headers=probe) as service:
+        yield World(service, hub)
 
 
 # ---- the pipeline ---------------------------------------------------------------------------
@@ -219,7 +172,7 @@ async def test_a_delegated_vendor_applies_pays_and_gets_a_visa_issued(world: Wor
     issued_notice = next(n for n in notices if n.payload["template"] == "visa.application.issued")
     assert issued_notice.payload["recipient"]["client_id"] == "c-vendor"
     assert "channels" not in issued_notice.payload  # the recipient's preference decides
-    event_contract = CONTRACT.parent.parent.parent / "events" / "notification.requested.schema.json"
+    event_contract = CONTRACTS / "events" / "notification.requested.schema.json"
     jsonschema.validate(issued_notice.payload, json.loads(event_contract.read_text()))
 
 
@@ -258,15 +211,13 @@ async def test_an_officer_rejects_with_a_reason_and_not_without(world: World) ->
     await world.wait_state(application["id"], "in_review")
     url = f"/api/visas/v1/review/applications/{application['id']}/decision"
     bare = await world.client.post(url, json={"decision": "reject"}, headers=world.officer)
-    assert bare.status_code == 400
-    assert bare.json()["code"] == "invalid_request"
+    problem(bare, 400, "invalid_request")
     rejected = await world.client.post(
         url, json={"decision": "reject", "reason": "contract missing"}, headers=world.officer
     )
     assert rejected.json()["state"] == "rejected"
     again = await world.client.post(url, json={"decision": "approve"}, headers=world.officer)
-    assert again.status_code == 409
-    assert again.json()["code"] == "invalid_transition"
+    problem(again, 409, "invalid_transition")
 
 
 # ---- idempotency and nothing half-written ---------------------------------------------------
@@ -282,8 +233,7 @@ async def test_a_retry_with_the_same_key_creates_nothing_new(world: World) -> No
     assert (await world.counts())["visa_applications"] == 1
 
     other = await world.apply(work_body(monthly_salary=16000), key="same")
-    assert other.status_code == 409
-    assert other.json()["code"] == "idempotency_conflict"
+    problem(other, 409, "idempotency_conflict")
 
 
 async def test_concurrent_retries_make_one_application_and_one_charge(world: World) -> None:
@@ -299,8 +249,7 @@ async def test_concurrent_retries_make_one_application_and_one_charge(world: Wor
 async def test_a_failed_payment_request_leaves_no_rows(world: World) -> None:
     world.hub.fail_payments = True
     answer = await world.apply()
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     counts = await world.counts()
     assert counts["visa_applications"] == counts["visa_transitions"] == 0
     assert counts["visa_idempotency"] == counts["outbox_events"] == 0
@@ -315,8 +264,7 @@ async def test_a_failed_payment_request_leaves_no_rows(world: World) -> None:
 async def test_a_registrar_outage_refuses_cleanly(world: World) -> None:
     world.hub.fail_registry = True
     answer = await world.apply()
-    assert answer.status_code == 503
-    assert answer.json()["code"] == "hub_unavailable"
+    problem(answer, 503, "hub_unavailable")
     assert (await world.counts())["visa_applications"] == 0
     assert world.hub.payments == {}
 
@@ -353,8 +301,7 @@ async def test_failed_checks_answer_stable_reason_codes(
     world: World, changes: dict[str, Any], reasons: list[str]
 ) -> None:
     answer = await world.apply(work_body(**changes))
-    assert answer.status_code == 422, answer.text
-    assert answer.json()["code"] == "visa_ineligible"
+    problem(answer, 422, "visa_ineligible")
     assert answer.json()["reasons"] == reasons
     assert (await world.counts())["visa_applications"] == 0
     assert world.hub.payments == {}
@@ -373,7 +320,7 @@ async def test_blocked_and_duplicate_travellers_and_the_quota(world: World) -> N
     assert duplicate.json()["reasons"] == ["applicant_has_active_application"]
 
     # Tiny Shop is micro: three places
-    tiny = {"x-hub-principal-token": world.hub.token("p-tiny", memberships=("est_tiny:owner",))}
+    tiny = principal(world.hub, "p-tiny", memberships=("est_tiny:owner",))
     for n in range(4):
         worker = {**work_body()["worker"], "passport_number": f"T000000{n}"}
         answer = await world.client.post(
@@ -499,13 +446,12 @@ async def test_the_key_and_the_token_are_required(world: World) -> None:
     assert no_key.json()["code"] == "idempotency_key_required"
     no_token = await world.client.post(url, json=work_body(), headers={"idempotency-key": "k"})
     assert no_token.status_code == 401
-    forged = {"x-hub-principal-token": FakeHub().token("p-owner", memberships=(f"{EST}:owner",))}
+    forged = principal(FakeHub(), "p-owner", memberships=(f"{EST}:owner",))
     refused = await world.client.post(
         url, json=work_body(), headers={**forged, "idempotency-key": "k"}
     )
-    assert refused.status_code == 401
-    assert refused.json()["code"] == "invalid_token"
-    wrong_audience = {"x-hub-principal-token": world.hub.token("p", audience="payments")}
+    problem(refused, 401, "invalid_token")
+    wrong_audience = principal(world.hub, "p", audience="payments")
     assert (await world.client.get(url, headers=wrong_audience)).status_code == 401
 
 
@@ -515,28 +461,24 @@ async def test_an_establishments_users_see_only_its_applications(world: World) -
     assert (await world.client.get(url, headers=world.owner)).status_code == 200
     assert (await world.client.get(url, headers=world.vendor)).status_code == 200
     hidden = await world.client.get(url, headers=world.stranger)
-    assert hidden.status_code == 404
-    assert hidden.json()["code"] == "application_not_found"
+    problem(hidden, 404, "application_not_found")
 
     listing = await world.client.get(
         f"/api/visas/v1/establishments/{EST}/applications", headers=world.stranger
     )
-    assert listing.status_code == 403
-    assert listing.json()["code"] == "establishment_not_permitted"
+    problem(listing, 403, "establishment_not_permitted")
     cancel = await world.client.post(f"{url}/cancel", headers=world.stranger)
     assert cancel.status_code == 404
 
     # a vendor delegated by another establishment cannot apply for this one
-    other_vendor = {
-        "x-hub-principal-token": world.hub.token(
-            "c-2", kind="client", client_id="c-2", establishment=OTHER,
-            delegated=(f"{OTHER}:visas.apply",),
-        )
-    }  # fmt: skip
+    other_vendor = principal(
+        world.hub, "c-2", kind="client", client_id="c-2", establishment=OTHER,
+        delegated=(f"{OTHER}:visas.apply",),
+    )  # fmt: skip
     refused = await world.apply(headers=other_vendor, key="theirs")
     assert refused.json()["code"] == "establishment_not_permitted"
     # an HR officer with only a read delegation may list but not apply
-    reader = {"x-hub-principal-token": world.hub.token("p-hr", delegated=(f"{EST}:visas.read",))}
+    reader = principal(world.hub, "p-hr", delegated=(f"{EST}:visas.read",))
     listed = await world.client.get(
         f"/api/visas/v1/establishments/{EST}/applications", headers=reader
     )
@@ -546,8 +488,7 @@ async def test_an_establishments_users_see_only_its_applications(world: World) -
 
 async def test_officer_endpoints_need_the_role(world: World) -> None:
     answer = await world.client.get("/api/visas/v1/review/applications", headers=world.owner)
-    assert answer.status_code == 403
-    assert answer.json()["code"] == "agency_officer_required"
+    problem(answer, 403, "agency_officer_required")
     decide = await world.client.post(
         "/api/visas/v1/review/applications/va_x/decision",
         json={"decision": "approve"},
@@ -591,8 +532,7 @@ async def test_cancel_refunds_by_the_rules(world: World) -> None:
     again = await world.client.post(
         f"/api/visas/v1/applications/{issued['id']}/cancel", headers=world.vendor
     )
-    assert again.status_code == 409
-    assert again.json()["code"] == "invalid_transition"
+    problem(again, 409, "invalid_transition")
     assert len(world.hub.refunds) == 1
     verified = await world.client.get(
         f"/api/visas/v1/verify/{issued['visa']['number']}",
@@ -647,7 +587,7 @@ def visit_body(**changes: Any) -> dict[str, Any]:
 
 
 async def test_a_person_applies_for_a_visit_visa_for_a_relative(world: World) -> None:
-    me = {"x-hub-principal-token": world.hub.token("p-sponsor")}
+    me = principal(world.hub, "p-sponsor")
     answer = await world.client.post(
         "/api/visas/v1/me/applications", json=visit_body(), headers={**me, "idempotency-key": "v1"}
     )
@@ -676,14 +616,14 @@ async def test_a_person_applies_for_a_visit_visa_for_a_relative(world: World) ->
     )
     assert vendor.status_code == 403
     # The sponsor is the signed-in person by the hub's records, not whoever's ID is typed in.
-    someone = {"x-hub-principal-token": world.hub.token("p-other", national_id="1000000002")}
+    someone = principal(world.hub, "p-other", national_id="1000000002")
     borrowed = await world.client.post(
         "/api/visas/v1/me/applications",
         json=visit_body(visitor={**other_visitor, "passport_number": "J0000002"}),
         headers={**someone, "idempotency-key": "v4"},
     )
     assert (borrowed.status_code, borrowed.json()["code"]) == (403, "forbidden")
-    own = {"x-hub-principal-token": world.hub.token("p-sponsor2", national_id="1000000001")}
+    own = principal(world.hub, "p-sponsor2", national_id="1000000001")
     allowed = await world.client.post(
         "/api/visas/v1/me/applications",
         json=visit_body(visitor={**other_visitor, "passport_number": "J0000003"}),
@@ -765,21 +705,17 @@ async def test_public_catalogue_and_reasons(world: World) -> None:
 async def test_the_cr_number_must_be_the_one_the_hubs_register_gives(world: World) -> None:
     """The token's registrations name the establishment's CR number: another one is refused."""
     url = f"/api/visas/v1/establishments/{EST}/applications"
-    registered = {
-        "x-hub-principal-token": world.hub.token(
-            "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000002",)
-        )
-    }
+    registered = principal(
+        world.hub, "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000002",)
+    )
     wrong = await world.client.post(
         url, json=work_body(), headers={**registered, "idempotency-key": "cr-1"}
     )
     assert (wrong.status_code, wrong.json()["code"]) == (409, "establishment_mismatch"), wrong.text
     assert ("GET", "/api/registry/v1/establishments/4030000001") not in world.hub.calls
-    right = {
-        "x-hub-principal-token": world.hub.token(
-            "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000001",)
-        )
-    }
+    right = principal(
+        world.hub, "p-owner", memberships=(f"{EST}:owner",), registrations=(f"{EST}:4030000001",)
+    )
     ok = await world.client.post(
         url, json=work_body(), headers={**right, "idempotency-key": "cr-2"}
     )
