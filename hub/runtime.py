@@ -817,7 +817,8 @@ class Runtime:
             probes.append(("adapters", self._adapters_probe))
         for name, probe in probes:
             try:
-                detail = await asyncio.wait_for(probe(), timeout=2.0)
+                async with asyncio.timeout(2.0):
+                    detail = await probe()
                 checks.append(ReadinessCheck(name=name, ok=True, detail=detail or ""))
             except (HubError, TimeoutError) as exc:
                 checks.append(ReadinessCheck(name=name, ok=False, detail=str(exc) or "timed out"))

@@ -45,7 +45,8 @@ class AuditLog:
         self._pending.append((draft, future))
         self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                return await asyncio.shield(future)
         except TimeoutError:
             future.cancel()  # not written unless its batch is already on its way
             raise AuditUnavailable(

@@ -10,7 +10,6 @@ seen (a rotation), at most every ``min_refresh`` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from typing import Any
 import httpx
 import jwt
 import structlog
+
+from hub._aio import wait_set
 
 __all__ = ["HubKeys"]
 
@@ -84,8 +85,7 @@ class HubKeys:
             ok = await self.refresh()
             wait = self._interval if ok else delay
             delay = min(delay * 2, 5.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wanted.wait(), timeout=wait)
+            await wait_set(self._wanted, wait)
             self._wanted.clear()
             pause = self._min_refresh - (self._clock() - self._last)
             if pause > 0:

@@ -39,6 +39,7 @@ import structlog
 from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub._aio import wait_set
 from hub.backends.events.base import Event, EventBus
 from hub.db.engine import WRITE_LOCK, database_errors
 from hub.errors import BackendUnavailable, HubError
@@ -342,6 +343,5 @@ class OutboxRelay:
                     self._observer.backlog(await self.stats())
             if busy:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), options.poll_interval)
+            await wait_set(self._wake, options.poll_interval)
             self._wake.clear()

@@ -307,7 +307,8 @@ class UsageMeter:
                 await self._task
             self._task = None
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.flush(), self._close_timeout)
+            async with asyncio.timeout(self._close_timeout):
+                await self.flush()
         leftover: Counts = {}
         _merge(leftover, self._inflight)
         _merge(leftover, self._pending)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import structlog
 
+from hub._aio import wait_set
 from hub.backends.events.base import Event
 from hub.db.webhook_store import StoredDelivery, Subscription, WebhookStore
 from hub.errors import HubError
@@ -213,6 +214,5 @@ class WebhookDispatcher:
             except HubError as exc:
                 log.warning("webhook.sender_backoff", error=str(exc))
                 delay = min(delay * 2, 30.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_set(self._wake, delay)
             self._wake.clear()

@@ -33,6 +33,7 @@ from aio_pika.abc import (
 )
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelNotFoundEntity
 
+from hub._aio import wait_set
 from hub.backends.events.base import (
     DEFAULT_MAX_RETRIES,
     DeadLetter,
@@ -92,9 +93,7 @@ class AmqpEventBus(EventBus):
         if self._connector is not None:
             return
         self._connector = asyncio.create_task(self._connect_forever(), name="AmqpEventBus.connect")
-        try:
-            await asyncio.wait_for(self._ready.wait(), self._start_timeout)
-        except TimeoutError:
+        if not await wait_set(self._ready, self._start_timeout):
             logger.warning(
                 "events.start_unconnected", exchange=self.exchange_name, error=self._last_error
             )

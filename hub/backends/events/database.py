@@ -37,6 +37,7 @@ from sqlalchemy import Table, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub._aio import wait_set
 from hub.backends.events.base import (
     DEFAULT_MAX_RETRIES,
     DeadLetter,
@@ -293,8 +294,7 @@ class DatabaseEventBus(EventBus):
             except BackendUnavailable as exc:
                 logger.warning("events.poll_failed", queue=queue, error=str(exc))
                 delay = min(max(delay * 2, self._poll_interval), 5.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), delay)
+            await wait_set(waker, delay)
             waker.clear()
 
     async def _handle_batch(self, rows: list[Any], handler: EventHandler) -> None:

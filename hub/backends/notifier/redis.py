@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from hub._aio import wait_set
 from hub.backends.notifier.base import RESYNC, ConfigNotifier
 from hub.errors import BackendUnavailable
 
@@ -77,9 +78,7 @@ class RedisConfigNotifier(ConfigNotifier):
         )
         self._start_dispatch()
         self._listener = asyncio.create_task(self._listen(), name="RedisConfigNotifier.listen")
-        try:
-            await asyncio.wait_for(self._subscribed.wait(), self._start_timeout)
-        except TimeoutError:
+        if not await wait_set(self._subscribed, self._start_timeout):
             # The hub must start (and serve its current snapshot) without Redis; readiness
             # reports the outage and the listener keeps trying.
             self._late_start = True
