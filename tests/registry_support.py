@@ -2,28 +2,19 @@
 
 Built on the visa tests' stand-in (tests/visas_support.py: the token endpoint, the JWKS and
 internal tokens minted with the hub's own signer); this one answers the registrar routes these
-services read, checks the purpose each must state, and can fail them on demand. A small runner
-starts a service's Litestar app in-process (its lifespan in one task) with an httpx client.
+services read, checks the purpose each must state, and can fail them on demand.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from litestar import Litestar
-from sqlalchemy import text
 
-from hub.backends.events.base import Event
-from hub.backends.events.memory import MemoryEventBus
-from hub.db.engine import create_engine
 from tests.visas_support import ESTABLISHMENTS, FakeHub
 
-__all__ = ["CERTIFICATES", "RegistryHub", "Running", "drop_schema", "running"]
+__all__ = ["CERTIFICATES", "RegistryHub"]
 
 CERTIFICATES: dict[str, dict[str, Any]] = {
     "QC-2010-000001": {"number": "QC-2010-000001", "holder_national_id": "1000000001",
@@ -66,67 +57,3 @@ class RegistryHub(FakeHub):
         if record is None:
             return httpx.Response(404, json={"code": "record_not_found"}, headers=headers)
         return httpx.Response(200, json=record, headers=headers)
-
-
-@dataclass
-class Running:
-    """A service's app in-process: its client, the bus and every event it published."""
-
-    app: Litestar
-    client: httpx.AsyncClient
-    bus: MemoryEventBus
-    events: list[Event]
-
-    async def wait_events(self, predicate: Callable[[Event], bool], count: int = 1) -> list[Event]:
-        for _ in range(250):
-            found = [event for event in self.events if predicate(event)]
-            if len(found) >= count:
-                return found
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"events so far: {[e.type for e in self.events]}")
-
-    def of_type(self, event_type: str) -> list[Event]:
-        return [event for event in self.events if event.type == event_type]
-
-
-async def drop_schema(database_url: str, schema: str) -> None:
-    """Start a PostgreSQL run from an empty service schema (the session database is reused)."""
-    engine = create_engine(database_url)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        await engine.dispose()
-
-
-@asynccontextmanager
-async def running(
-    app: Litestar, bus: MemoryEventBus, *, probe: str, headers: dict[str, str]
-) -> AsyncIterator[Running]:
-    """Run ``app``'s lifespan in one task; yields once the service has the hub's keys."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def run() -> None:  # the lifespan enters and exits in one task (anyio's rule)
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    task = asyncio.create_task(run())
-    await asyncio.wait_for(started.wait(), 30)
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
-            world = Running(app=app, client=client, bus=bus, events=[])
-
-            async def record(event: Event) -> None:
-                world.events.append(event)
-
-            await bus.subscribe("test.recorder", "#", record)
-            for _ in range(100):  # the service fetches the hub's keys in the background
-                if (await client.get(probe, headers=headers)).status_code != 401:
-                    break
-                await asyncio.sleep(0.02)
-            yield world
-    finally:
-        stop.set()
-        await task

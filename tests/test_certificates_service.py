@@ -15,8 +15,8 @@ import pytest
 
 from services.certificates.app import create_app
 from services.certificates.settings import CertificateSettings
-from tests.registry_support import RegistryHub, Running
-from tests.service_support import principal, problem, serve, storage
+from tests.registry_support import RegistryHub
+from tests.service_support import Running, principal, problem, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/certificates/v1"

@@ -20,8 +20,8 @@ import pytest
 from hub.backends.events.base import Event
 from services.compliance.app import create_app
 from services.compliance.settings import ComplianceSettings
-from tests.registry_support import RegistryHub, Running
-from tests.service_support import principal, problem, product_schema, serve, storage
+from tests.registry_support import RegistryHub
+from tests.service_support import Running, principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/compliance/v1"

@@ -30,8 +30,7 @@ from services.contracts.app import create_app
 from services.contracts.settings import ContractSettings
 from services.contracts.store import contracts, signatures
 from tests.contracts_support import ISSUER, ContractsHub
-from tests.registry_support import Running
-from tests.service_support import principal, problem, product_schema, serve, storage
+from tests.service_support import Running, principal, problem, product_schema, serve, storage
 
 EST = "est_demo"
 OTHER = "est_other"

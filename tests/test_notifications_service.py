@@ -25,8 +25,7 @@ from services.notifications.domain import Preferences, advance, mask, plan
 from services.notifications.settings import NotificationSettings
 from services.notifications.templates import FSI, PDI, render
 from tests.notifications_support import NotifyHub
-from tests.registry_support import Running
-from tests.service_support import principal, product_schema, serve, storage
+from tests.service_support import Running, principal, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 schema = partial(product_schema, "notifications")

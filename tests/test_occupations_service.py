@@ -20,8 +20,8 @@ import pytest
 from hub.backends.events.base import Event
 from services.occupations.app import create_app
 from services.occupations.settings import OccupationSettings
-from tests.registry_support import RegistryHub, Running
-from tests.service_support import principal, problem, product_schema, serve, storage
+from tests.registry_support import RegistryHub
+from tests.service_support import Running, principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER
 
 BASE = "/api/occupations/v1"

@@ -28,8 +28,7 @@ from services.work_permits.app import create_app
 from services.work_permits.domain import RENEWAL_FEE
 from services.work_permits.notices import REFERENCE_PREFIX
 from services.work_permits.settings import PermitSettings
-from tests.registry_support import Running
-from tests.service_support import principal, problem, product_schema, serve, storage
+from tests.service_support import Running, principal, problem, product_schema, serve, storage
 from tests.visas_support import ISSUER, FakeHub
 
 EST, OTHER = "est_demo", "est_other"

@@ -21,8 +21,15 @@ from hub.backends.events.base import Event
 from services.visas.app import create_app
 from services.visas.settings import VisaSettings
 from services.visas.workflow import REFERENCE_PREFIX
-from tests.registry_support import Running
-from tests.service_support import CONTRACTS, principal, problem, product_schema, serve, storage
+from tests.service_support import (
+    CONTRACTS,
+    Running,
+    principal,
+    problem,
+    product_schema,
+    serve,
+    storage,
+)
 from tests.visas_support import ISSUER, FakeHub
 
 EST = "est_demo"
