@@ -14,7 +14,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from hub.db.engine import create_engine
 from hub.db.people_store import PeopleStores
 from hub.settings import Settings
 from tests.fixtures_services import events_namespace, free_port
-from tests.helpers import LoopThread
+from tests.helpers import LoopThread, until
 from tests.hubproc import ROOT, HubProcess, hub_command, hub_env, run_hub
 from tests.notify_support import (
     Sandbox,
@@ -58,7 +57,6 @@ __all__ = [
     "delegating_establishment",
     "people_stores",
     "run_fleet",
-    "until",
 ]
 
 
@@ -187,20 +185,6 @@ class Fleet:
             f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
             for path in sorted(self.tmp.glob("*.log"))
         )
-
-
-def until(
-    check: Callable[[], Any],
-    what: str | Callable[[], str],
-    seconds: float = 30,
-    interval: float = 0.1,
-) -> Any:
-    """Poll ``check`` until it returns something true, and return that; ``what`` says what not."""
-    deadline = time.monotonic() + seconds
-    while not (found := check()):
-        assert time.monotonic() < deadline, what() if callable(what) else what
-        time.sleep(interval)
-    return found
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["LoopThread", "metric", "wait_until"]
+__all__ = ["LoopThread", "metric", "until", "wait_until"]
 
 _T = TypeVar("_T")
 
@@ -42,10 +42,20 @@ def metric(client: httpx.Client, name: str, **labels: str) -> float | None:
     return None
 
 
+def until(
+    check: Callable[[], Any],
+    what: str | Callable[[], str],
+    seconds: float = 30,
+    interval: float = 0.1,
+) -> Any:
+    """Poll ``check`` until it returns something true, and return that; ``what`` says what not."""
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, what() if callable(what) else what
+        time.sleep(interval)
+    return found
+
+
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.02) -> None:
     """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+    until(condition, f"condition not met within {timeout} s", seconds=timeout, interval=interval)

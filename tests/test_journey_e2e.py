@@ -43,8 +43,8 @@ from tests.fleet_support import (
     delegating_establishment,
     people_stores,
     run_fleet,
-    until,
 )
+from tests.helpers import until
 from tests.sso_e2e_support import TIMEOUT, add_person
 
 pytestmark = pytest.mark.integration
